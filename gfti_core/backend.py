@@ -1,0 +1,85 @@
+"""The backend contract: everything GFTI needs from a host, forward passes only.
+
+A host (diffusers, ComfyUI, A1111, Forge) implements `Backend` around the model it has already loaded; the
+engine never sees anything else. Conventions shared by every backend:
+
+* Prompts contain the slot `PLACEHOLDER` exactly where the learned token goes. The backend expands it to
+  N placeholder tokens (N = vectors per token) and overwrites their embeddings row by row.
+* Timesteps are integer DDPM training steps in [0, num_train_timesteps).
+* `denoise_loss` returns the per-row MSE between the true noise and the model's *noise* prediction
+  (epsilon space). V-prediction models convert their output to epsilon first, so the numbers of an EPS and
+  a V model, and of different hosts running the same weights, are comparable.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+
+import torch
+
+PLACEHOLDER = "<*>"
+FAMILIES = ("sd1", "sd2", "sdxl")
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """One text encoder whose token table GFTI searches. name: 'clip_l' | 'clip_h' | 'clip_g'."""
+
+    name: str
+    width: int
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a host provides. All tensors returned are on `device` unless stated otherwise."""
+
+    family: str                          # "sd1" | "sd2" | "sdxl"
+    encoders: tuple[EncoderSpec, ...]    # SDXL: (clip_l, clip_g) in that order
+    device: torch.device
+    model_name: str                      # for file metadata
+
+    def token_table(self, encoder: str) -> torch.Tensor:
+        """The encoder's token-embedding matrix [V, D], float32 on the CPU (a copy the engine may keep)."""
+
+    def word_ids(self, text: str, encoder: str) -> list[int] | None:
+        """Token ids of `text` without special tokens, or None when the text needs unknown tokens."""
+
+    def encode_text(self, prompts: Sequence[str], vectors: Mapping[str, torch.Tensor]) -> Any:
+        """Conditioning for B prompts. prompts[b] holds PLACEHOLDER once; vectors[enc] is [B, N, D] and row b's
+        N vectors replace the placeholder tokens of prompts[b]. Returns an opaque object for `denoise_loss`."""
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Images [B, 3, H, W] in [0, 1] → scaled latents [B, C, h, w] (deterministic: posterior mean)."""
+
+    def denoise_loss(self, latents: torch.Tensor, timesteps: torch.Tensor, noise: torch.Tensor,
+                     cond: Any, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-row epsilon MSE [B] (float32) of x_t = add_noise(latents, noise, timesteps) under `cond`;
+        `weights` [B, 1, h, w] (optional) weights the squared error per latent pixel (foreground masks)."""
+
+    def max_rows(self, latent_shape: Sequence[int]) -> int:
+        """How many rows one `encode_text` + `denoise_loss` call may take without running out of memory."""
+
+
+@runtime_checkable
+class PreviewBackend(Backend, Protocol):
+    """Optional: backends that can also generate images (previews, the demo, benchmarks)."""
+
+    def generate(self, prompt: str, vectors: Mapping[str, torch.Tensor] | None, *, num_images: int,
+                 seed: int, steps: int = 20, guidance: float = 4.0) -> torch.Tensor:
+        """Images [num_images, 3, H, W] in [0, 1]. vectors[enc] is [N, D] (None: prompt without the slot)."""
+
+
+def eps_from_v(v_pred: torch.Tensor, x_t: torch.Tensor, alphas_cumprod_t: torch.Tensor) -> torch.Tensor:
+    """Convert a v-prediction to a noise prediction: eps = sqrt(ā)·v + sqrt(1-ā)·x_t (ā per row)."""
+    a = alphas_cumprod_t.to(x_t.dtype).view(-1, *([1] * (x_t.dim() - 1)))
+    return a.sqrt() * v_pred + (1 - a).sqrt() * x_t
+
+
+def per_row_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error per row, computed in float32 so fp16 hosts rank candidates like fp32 ones.
+    With weights [B, 1, h, w] it is the weighted mean over pixels (channels share a pixel's weight)."""
+    err = (pred.float() - target.float()).pow(2)
+    if weights is None:
+        return err.flatten(1).mean(1)
+    w = weights.float().expand_as(err)
+    return (err * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1e-8)

@@ -1,0 +1,166 @@
+"""The standalone backend: a diffusers SD1.x / SD2.x (incl. v-prediction) / SDXL pipeline.
+
+Candidate vectors enter the text encoder through a forward hook on its token-embedding module that
+overwrites the placeholder positions row by row, so token ids stay unchanged (legacy CLIP configs pool at
+argmax(ids), which added tokens would move) and the user's tokenizer is never modified.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, Iterator, Mapping, Sequence
+
+import torch
+
+from ..backend import PLACEHOLDER, EncoderSpec, eps_from_v, per_row_mse
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDER_WORDS = ("sks", "zwx", "xqz", "ktn", "vlx")
+
+
+def _family(widths: list[int]) -> tuple[str, tuple[str, ...]]:
+    if len(widths) == 2:
+        return "sdxl", ("clip_l", "clip_g")
+    return ("sd2", ("clip_h",)) if widths[0] == 1024 else ("sd1", ("clip_l",))
+
+
+@contextlib.contextmanager
+def inject_vectors(text_encoder, ids: torch.Tensor, placeholder_id: int, vectors: torch.Tensor | None) -> Iterator:
+    """While active, the k-th placeholder token of row b embeds as vectors[b, k % N]. vectors [B, N, D]."""
+    if vectors is None:
+        yield
+        return
+    mask = ids == placeholder_id
+    rows = torch.arange(ids.shape[0], device=ids.device)[:, None].expand_as(ids)[mask]
+    occurrence = ((mask.cumsum(1) - 1) % vectors.shape[1])[mask]
+
+    def hook(_module, _inputs, output):
+        output = output.clone()
+        output[mask] = vectors.to(output.device, output.dtype)[rows, occurrence]
+        return output
+
+    handle = text_encoder.get_input_embeddings().register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+class DiffusersBackend:
+    """`Backend` over a loaded diffusers pipeline. Runs on the pipeline's device and dtype."""
+
+    def __init__(self, pipe, *, model_name: str = "", rows_per_call: int = 0):
+        from diffusers import DDPMScheduler
+
+        self.pipe, self.unet, self.vae = pipe, pipe.unet, pipe.vae
+        self.text_encoders = [pipe.text_encoder] + ([pipe.text_encoder_2] if getattr(pipe, "text_encoder_2", None) else [])
+        self.tokenizers = [pipe.tokenizer] + ([pipe.tokenizer_2] if getattr(pipe, "tokenizer_2", None) else [])
+        widths = [te.get_input_embeddings().weight.shape[1] for te in self.text_encoders]
+        self.family, names = _family(widths)
+        self.encoders = tuple(EncoderSpec(n, w) for n, w in zip(names, widths))
+        self.device, self.dtype = self.unet.device, self.unet.dtype
+        self.model_name = model_name or str(getattr(pipe, "name_or_path", "") or "diffusers-model")
+        self.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the training noise schedule
+        self.prediction_type = pipe.scheduler.config.get("prediction_type", "epsilon")
+        self.placeholder, self._placeholder_ids = self._choose_placeholder()
+        self._rows = rows_per_call
+
+    # -- vocabulary ---------------------------------------------------------------------------------------
+    def _by_name(self, encoder: str):
+        names = [e.name for e in self.encoders]
+        if encoder not in names:
+            raise KeyError(f"encoder {encoder!r} is not one of {names}")
+        i = names.index(encoder)
+        return self.text_encoders[i], self.tokenizers[i]
+
+    def _choose_placeholder(self) -> tuple[str, dict[str, int]]:
+        for word in PLACEHOLDER_WORDS:
+            ids = {e.name: self.word_ids(word, e.name) for e in self.encoders}
+            if all(v is not None and len(v) == 1 for v in ids.values()):
+                return word, {k: v[0] for k, v in ids.items()}
+        raise ValueError(f"none of {PLACEHOLDER_WORDS} is a single token in this tokenizer; GFTI needs one "
+                         "rare single-token word to mark the learned token's position")
+
+    def token_table(self, encoder: str) -> torch.Tensor:
+        te, _ = self._by_name(encoder)
+        return te.get_input_embeddings().weight.detach().float().cpu().clone()
+
+    def word_ids(self, text: str, encoder: str) -> list[int] | None:
+        _, tok = self._by_name(encoder)
+        ids = tok(text, add_special_tokens=False).input_ids
+        unk = tok.unk_token_id
+        return None if not ids or (unk is not None and unk in ids) else list(ids)
+
+    # -- forward passes -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_text(self, prompts: Sequence[str], vectors: Mapping[str, torch.Tensor] | None) -> dict[str, Any]:
+        n = next(iter(vectors.values())).shape[1] if vectors else 1
+        texts = [p.replace(PLACEHOLDER, " ".join([self.placeholder] * n)) for p in prompts]
+        hidden, pooled = [], None
+        for spec, te, tok in zip(self.encoders, self.text_encoders, self.tokenizers):
+            ids = tok(texts, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                      return_tensors="pt").input_ids.to(self.device)
+            with inject_vectors(te, ids, self._placeholder_ids[spec.name], vectors and vectors[spec.name]):
+                out = te(ids, output_hidden_states=True)
+            if self.family == "sdxl":
+                hidden.append(out.hidden_states[-2])
+                pooled = out.text_embeds if hasattr(out, "text_embeds") else pooled
+            else:
+                hidden.append(out[0])
+        return {"hidden": torch.cat(hidden, dim=-1), "pooled": pooled}
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.to(self.device, self.vae.dtype) * 2 - 1)
+        latents = torch.cat([self.vae.encode(chunk).latent_dist.mean for chunk in x.split(8)])
+        return latents * self.vae.config.scaling_factor
+
+    def _added_cond(self, cond: dict[str, Any], latents: torch.Tensor) -> dict[str, Any] | None:
+        if self.family != "sdxl":
+            return None
+        h, w = (s * self.pipe.vae_scale_factor for s in latents.shape[-2:])
+        time_ids = torch.tensor([[h, w, 0, 0, h, w]], device=self.device, dtype=self.dtype)
+        return {"text_embeds": cond["pooled"].to(self.dtype), "time_ids": time_ids.expand(latents.shape[0], -1)}
+
+    @torch.no_grad()
+    def denoise_loss(self, latents, timesteps, noise, cond, weights=None) -> torch.Tensor:
+        x_t = self.scheduler.add_noise(latents.float(), noise.float(), timesteps.cpu()).to(self.device)
+        pred = self.unet(x_t.to(self.dtype), timesteps.to(self.device),
+                         encoder_hidden_states=cond["hidden"].to(self.dtype),
+                         added_cond_kwargs=self._added_cond(cond, latents)).sample
+        if self.prediction_type == "v_prediction":
+            ac = self.scheduler.alphas_cumprod[timesteps.cpu()].to(self.device)
+            pred = eps_from_v(pred.float(), x_t.float(), ac)
+        return per_row_mse(pred, noise.to(self.device), weights)
+
+    def max_rows(self, latent_shape: Sequence[int]) -> int:
+        if self._rows:
+            return self._rows
+        if self.device.type != "cuda":
+            return 64
+        free, _ = torch.cuda.mem_get_info(self.device)
+        per_row = 2500 * torch.Size(latent_shape).numel() * self.dtype.itemsize  # measured order of magnitude
+        return int(max(1, min(512, 0.6 * free // per_row)))
+
+    # -- previews -----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, prompt: str, vectors: Mapping[str, torch.Tensor] | None, *, num_images: int, seed: int,
+                 steps: int = 20, guidance: float = 4.0) -> torch.Tensor:
+        from diffusers import DDIMScheduler
+
+        batch = {k: v[None].expand(num_images, -1, -1) for k, v in vectors.items()} if vectors else None
+        pos = self.encode_text([prompt] * num_images, batch)
+        neg = self.encode_text([""] * num_images, None)
+        kwargs = {"prompt_embeds": pos["hidden"].to(self.dtype), "negative_prompt_embeds": neg["hidden"].to(self.dtype)}
+        if self.family == "sdxl":
+            kwargs.update(pooled_prompt_embeds=pos["pooled"].to(self.dtype),
+                          negative_pooled_prompt_embeds=neg["pooled"].to(self.dtype))
+        original = self.pipe.scheduler
+        self.pipe.scheduler = DDIMScheduler.from_config(original.config)
+        try:
+            out = self.pipe(num_inference_steps=steps, guidance_scale=guidance, output_type="pt",
+                            generator=torch.Generator("cpu").manual_seed(seed), **kwargs)
+        finally:
+            self.pipe.scheduler = original
+        return out.images.float().cpu().clamp(0, 1)

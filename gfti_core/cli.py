@@ -1,0 +1,94 @@
+"""`gfti` — the standalone command line: train, sample, info.
+
+Every `gfti train` option that describes the run comes from `InversionConfig`'s fields (name, type, help,
+bounds, choices), so the CLI, the ComfyUI nodes and the A1111 tab can never disagree about them.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+
+from .config import ConfigError, InversionConfig, field_specs
+from .errors import GFTIError
+
+log = logging.getLogger("gfti")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    for f in field_specs():
+        flag, meta = "--" + f.name.replace("_", "-"), f.metadata
+        bounds = "" if meta["lo"] is None else f" [{meta['lo']:g}..{meta['hi']:g}]"
+        help_text = f"{meta['help']}{bounds} (default: {f.default!r})"
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=type(f.default), choices=meta["choices"], default=None,
+                                help=help_text, metavar=None if meta["choices"] else f.name.upper())
+
+
+def config_from_args(args: argparse.Namespace, base: InversionConfig | None = None) -> InversionConfig:
+    """Flags the user gave override `base` (the defaults, or a resumed run's config)."""
+    given = {f.name: getattr(args, f.name) for f in field_specs() if getattr(args, f.name, None) is not None}
+    return dataclasses.replace(base, **given) if base else InversionConfig(**given)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gfti", description="Gradient-free textual inversion (forward "
+                                     "passes only) for Stable Diffusion models on local disk.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="learn an embedding from a folder of images")
+    train.add_argument("--model", required=True, help="diffusers folder, .safetensors checkpoint, or 'toy'")
+    train.add_argument("--model-config", help="local diffusers folder describing a single-file checkpoint")
+    train.add_argument("--images", required=True, help="folder with 3-20 images (+ optional .txt captions)")
+    train.add_argument("--out", required=True, help="embedding file to write (.safetensors / .pt)")
+    train.add_argument("--format", default="safetensors", choices=("safetensors", "diffusers", "a1111-pt"))
+    train.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    train.add_argument("--resume", help="run-state file of an earlier run to continue")
+    train.add_argument("--state", help="where to keep the run state (default: <out>.state.safetensors)")
+    train.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
+    train.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    train.add_argument("--preview", type=int, default=0, metavar="N",
+                       help="also write a grid of N images with the learned token next to the init")
+    train.add_argument("--allow-existing-token", action="store_true",
+                       help="allow a token name that is already a word of the model's vocabulary")
+    _add_config_flags(train)
+
+    sample = sub.add_parser("sample", help="generate images with an embedding file")
+    sample.add_argument("--model", required=True)
+    sample.add_argument("--model-config")
+    sample.add_argument("--embedding", required=True, help="embedding file (GFTI's or a peer's)")
+    sample.add_argument("--prompt", required=True, help="prompt containing <token> (the file's token)")
+    sample.add_argument("--out", required=True, help="PNG grid to write")
+    sample.add_argument("--num-images", type=int, default=4)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--steps", type=int, default=20)
+    sample.add_argument("--guidance", type=float, default=4.0)
+    sample.add_argument("--device", default="cpu")
+    sample.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    sample.add_argument("--overwrite", action="store_true")
+
+    info = sub.add_parser("info", help="describe an embedding or run-state file")
+    info.add_argument("file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    from . import cli_commands
+
+    try:
+        return {"train": cli_commands.train, "sample": cli_commands.sample, "info": cli_commands.info}[
+            args.command](args)
+    except (GFTIError, ConfigError) as exc:
+        log.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

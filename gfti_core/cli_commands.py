@@ -1,0 +1,196 @@
+"""The work behind `gfti train | sample | info` (argument parsing lives in cli.py)."""
+from __future__ import annotations
+
+import logging
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from .backend import PLACEHOLDER
+from .chart import image_grid, render_loss_chart, tensor_to_pil
+from .engine import RunState, final_vectors, run_generations, start_run
+from .errors import GFTIError, OutputExistsError, StateFileError
+from .formats import Embedding, describe, read_embedding, write_embedding
+from .safe_io import atomic_write
+from .state_io import load_state, save_state
+
+log = logging.getLogger("gfti")
+
+
+@contextmanager
+def stop_on_ctrl_c() -> Iterator[list[bool]]:
+    """First Ctrl-C asks the run to stop after the current generation; a second one aborts at once."""
+    flag = [False]
+
+    def handler(signum, frame):
+        if flag[0]:
+            raise KeyboardInterrupt
+        flag[0] = True
+        log.warning("stopping after this generation (Ctrl-C again to abort without saving)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _backend(args):
+    from .backends.diffusers_backend import DiffusersBackend
+    from .loading import load_pipeline
+
+    pipe, name, digest = load_pipeline(args.model, config_dir=args.model_config, device=args.device,
+                                       dtype=args.dtype)
+    backend = DiffusersBackend(pipe, model_name=name)
+    backend.model_hash = digest
+    return backend, pipe
+
+
+def _check_output_free(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} already exists; pass --overwrite or choose another --out")
+
+
+def _check_token(backend, token: str, allow: bool) -> None:
+    for enc in backend.encoders:
+        ids = backend.word_ids(token, enc.name)
+        if ids is not None and len(ids) == 1:
+            message = (f"token {token!r} is already a word in this model's vocabulary; files are used by name, "
+                       "so prefer a rare string like 'sks-" + token + "'")
+            if not allow:
+                log.warning("%s (pass --allow-existing-token to silence)", message)
+            return
+
+
+def _load_images(folder: str, backend):
+    from .images import load_image_folder
+
+    pipe = backend.pipe
+    resolution = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    image_set = load_image_folder(folder, resolution)
+    for warning in image_set.warnings:
+        log.warning("%s", warning)
+    return image_set
+
+
+def _new_or_resumed(args, backend) -> RunState:
+    from .cli import config_from_args
+
+    if args.resume:
+        state = load_state(args.resume)
+        if state.encoders != {e.name: e.width for e in backend.encoders}:
+            raise StateFileError(f"{args.resume} was made for a {state.family} model {state.encoders}; this model "
+                                 f"is {backend.family}: resume with the model the run started on")
+        cfg = config_from_args(args, state.config)
+        log.info("resuming at generation %d of %d", state.generation, cfg.generations)
+        return state if cfg == state.config else _replace_config(state, cfg)
+    cfg = config_from_args(args)
+    _check_token(backend, cfg.token, args.allow_existing_token)
+    images = _load_images(args.images, backend)
+    captions = images.captions if cfg.templates == "captions" else None
+    state = start_run(backend, cfg, images.images, captions, images.masks)
+    log.info("init: %s", state.init_info)
+    return state
+
+
+def _replace_config(state: RunState, cfg) -> RunState:
+    from .engine import with_settings
+
+    changed = {k: v for k, v in cfg.__dict__.items() if getattr(state.config, k) != v}
+    return with_settings(state, **changed)
+
+
+def _run(state: RunState, backend, state_path: Path) -> RunState:
+    from tqdm import tqdm
+
+    cfg = state.config
+    todo = max(0, cfg.generations - state.generation)
+    every = cfg.checkpoint_every or todo or 1
+    with stop_on_ctrl_c() as stop, tqdm(total=cfg.generations, initial=state.generation, unit="gen") as bar:
+        def report(r):
+            bar.update(1)
+            bar.set_postfix(best=f"{r.best_ever:.5f}", mean=f"{r.mean:.5f}")
+
+        while state.generation < cfg.generations and not stop[0]:
+            state = run_generations(state, backend, min(every, cfg.generations - state.generation), report,
+                                    lambda: stop[0])
+            save_state(state, state_path)
+    return state
+
+
+def _write_outputs(state: RunState, backend, args, out: Path) -> None:
+    vectors, choice = final_vectors(state, backend)
+    log.info("final vector: %s", choice)
+    meta = {"gfti.steps": state.generation, "gfti.evaluations": state.forward_rows,
+            "gfti.best_loss": f"{state.best_loss:.6g}", "gfti.seed": state.config.seed,
+            "gfti.model_name": state.model_name, "gfti.model_hash": getattr(backend, "model_hash", ""),
+            "gfti.config": state.config.to_json(), "gfti.init": str(state.init_info.get("mode"))}
+    path = write_embedding(out, Embedding(vectors, state.config.token, {k: str(v) for k, v in meta.items()}),
+                           args.format, overwrite=args.overwrite)
+    chart = out.with_name(out.stem + ".loss.png")
+    atomic_write(chart, lambda tmp: render_loss_chart(state.history).save(tmp, format="PNG"), overwrite=True)
+    log.info("wrote %s and %s", path, chart)
+    if args.preview:
+        _write_preview(state, backend, vectors, args.preview, out.with_name(out.stem + ".preview.png"))
+
+
+def _write_preview(state: RunState, backend, vectors, count: int, path: Path) -> None:
+    prompt = f"a photo of {PLACEHOLDER}"
+    learned = backend.generate(prompt, vectors, num_images=count, seed=state.config.seed)
+    init = backend.generate(prompt, state.subspace.origin, num_images=count, seed=state.config.seed)
+    grid = image_grid([tensor_to_pil(learned), tensor_to_pil(init)], ["learned token", "initialisation"])
+    atomic_write(path, lambda tmp: grid.save(tmp, format="PNG"), overwrite=True)
+    log.info("wrote %s", path)
+
+
+def train(args) -> int:
+    out = Path(args.out)
+    _check_output_free(out, args.overwrite)
+    backend, _ = _backend(args)
+    state = _new_or_resumed(args, backend)
+    state_path = Path(args.state or args.resume or out.with_name(out.stem + ".state.safetensors"))
+    state = _run(state, backend, state_path)
+    _write_outputs(state, backend, args, out)
+    log.info("run state: %s (continue with --resume %s)", state_path, state_path)
+    return 0
+
+
+def _token_in_prompt(prompt: str, token: str) -> str:
+    for form in (f"<{token}>", token):
+        if form in prompt:
+            return prompt.replace(form, PLACEHOLDER, 1)
+    raise GFTIError(f"the prompt does not contain the embedding's token <{token}>; write it into the prompt, "
+                    f"e.g. \"a photo of <{token}>\"")
+
+
+def sample(args) -> int:
+    out = Path(args.out)
+    _check_output_free(out, args.overwrite)
+    backend, _ = _backend(args)
+    emb = read_embedding(args.embedding, expect={e.name: e.width for e in backend.encoders})
+    token = emb.token or Path(args.embedding).stem
+    prompt = _token_in_prompt(args.prompt, token)
+    vectors = {e.name: emb.vectors[e.name] for e in backend.encoders}
+    with torch.no_grad():
+        images = backend.generate(prompt, vectors, num_images=args.num_images, seed=args.seed, steps=args.steps,
+                                  guidance=args.guidance)
+    grid = image_grid([tensor_to_pil(images)])
+    atomic_write(out, lambda tmp: grid.save(tmp, format="PNG"), overwrite=args.overwrite)
+    log.info("wrote %s", out)
+    return 0
+
+
+def info(args) -> int:
+    try:
+        state = load_state(args.file)
+    except StateFileError:
+        state = None
+    if state is not None:
+        print(f"GFTI run state: token {state.config.token!r}, {state.family}, generation {state.generation}, "
+              f"best loss {state.best_loss:.6g}, {state.forward_rows} denoiser rows")
+        return 0
+    print(describe(read_embedding(args.file)))
+    return 0

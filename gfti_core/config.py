@@ -1,0 +1,131 @@
+"""One typed description of an inversion run.
+
+`InversionConfig` is the single source of truth for every face of GFTI: the CLI builds its flags from it,
+the ComfyUI nodes build their inputs and tooltips from it, the A1111/Forge tab builds its widgets from it.
+Each field carries its help text, bounds and choices in `dataclasses.field(metadata=...)`, so a new option
+is added in exactly one place.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range or inconsistent; the message names the field and the fix."""
+
+
+def _opt(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
+         choices: tuple[str, ...] | None = None, group: str = "train") -> Any:
+    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices, "group": group}
+    return field(default=default, metadata=meta)
+
+
+INIT_MODES = ("denoise-attention", "word", "clip-attention", "file")
+SUBSPACES = ("pca", "prior-normal")
+OPTIMIZERS = ("cma", "sep-cma", "zo-adam")
+TEMPLATE_SETS = ("object", "style", "captions")
+
+
+@dataclass(frozen=True)
+class InversionConfig:
+    """Everything that determines a run. Frozen: a changed run is a new config (`dataclasses.replace`)."""
+
+    token: str = _opt("gfti-concept", "name of the new pseudo-word (also the embedding file's stem)", group="concept")
+    num_vectors: int = _opt(1, "vectors per token; more vectors = more capacity, more dimensions to search",
+                            lo=1, hi=16, group="concept")
+    init_mode: str = _opt("denoise-attention", "how the starting vector is chosen: score concept words by the "
+                          "model's own denoising loss on your images (default), an initializer word, CLIP "
+                          "image-text attention, or an existing embedding file", choices=INIT_MODES, group="init")
+    init_text: str = _opt("object", "initializer word(s) for init_mode=word (and fallback anchor)", group="init")
+    init_file: str = _opt("", "embedding file to start from for init_mode=file", group="init")
+    init_clip_model: str = _opt("", "local CLIP model folder (both towers) for init_mode=clip-attention",
+                                group="init")
+    init_words: str = _opt("", "word list (one concept per line) scored by denoise-attention/clip-attention; "
+                           "empty = the shipped ImageNet + style list", group="init")
+    init_temperature: float = _opt(0.02, "softmax temperature over -Δloss (denoise-attention) or cosine "
+                                   "(clip-attention); lower = sharper", lo=1e-4, hi=10.0, group="init")
+    init_top_k: int = _opt(8, "keep only the k best-scoring words in the mixture (0 = all)", lo=0, hi=5000,
+                           group="init")
+    init_samples: int = _opt(4, "denoising draws per image when scoring candidate words", lo=1, hi=64,
+                             group="init")
+    subspace: str = _opt("pca", "search space: principal directions of the token table, or BBT's "
+                         "prior-normal random projection", choices=SUBSPACES, group="search")
+    subspace_dim: int = _opt(64, "coefficients per vector and text encoder", lo=1, hi=4096, group="search")
+    subspace_scale: float = _opt(1.0, "length of a unit coefficient step in units of a typical token's spread",
+                                 lo=1e-3, hi=100.0, group="search")
+    optimizer: str = _opt("cma", "cma = full-covariance CMA-ES; sep-cma = diagonal (large dims); "
+                          "zo-adam = zeroth-order gradient estimate + Adam (for comparison)",
+                          choices=OPTIMIZERS, group="search")
+    generations: int = _opt(100, "ES generations to run (each evaluates the whole population)", lo=0,
+                            hi=100000, group="train")
+    popsize: int = _opt(16, "candidates per generation", lo=2, hi=4096, group="train")
+    sigma: float = _opt(0.5, "initial step size in coefficient space", lo=1e-6, hi=100.0, group="train")
+    samples_per_candidate: int = _opt(8, "(image, timestep, noise) draws that score each candidate; shared "
+                                      "by all candidates of a generation", lo=1, hi=512, group="train")
+    timestep_min: int = _opt(0, "lowest diffusion timestep drawn (0..999)", lo=0, hi=999, group="train")
+    timestep_max: int = _opt(999, "highest diffusion timestep drawn (0..999)", lo=0, hi=999, group="train")
+    templates: str = _opt("object", "prompt templates: object, style, or captions from .txt files beside the "
+                          "images", choices=TEMPLATE_SETS, group="train")
+    flip: bool = _opt(True, "also train on horizontally flipped images", group="train")
+    common_random_numbers: bool = _opt(True, "score every candidate of a generation on the same draw "
+                                       "(off only to reproduce the original method)", group="train")
+    norm_limit: float = _opt(0.0, "cap each vector's norm at this multiple of the largest real token norm "
+                             "(0 = no cap)", lo=0.0, hi=100.0, group="search")
+    holdout_samples: int = _opt(32, "fixed draws used to pick the final vector (best-ever vs mean)", lo=1,
+                                hi=4096, group="train")
+    seed: int = _opt(0, "seed for every random draw of the run", lo=0, hi=2**31 - 1, group="train")
+    batch_rows: int = _opt(0, "max rows per denoiser call (0 = let the backend decide)", lo=0, hi=65536,
+                           group="device")
+    checkpoint_every: int = _opt(10, "save the run state every N generations (CLI)", lo=0, hi=100000,
+                                 group="device")
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @property
+    def optimiser_dim_per_encoder(self) -> int:
+        return self.num_vectors * self.subspace_dim
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "InversionConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config field(s) {unknown}; known fields: {sorted(known)}")
+        return cls(**data)
+
+
+def field_specs() -> list[dataclasses.Field]:
+    """The config's fields with their metadata, in declaration order (used to build UIs)."""
+    return list(dataclasses.fields(InversionConfig))
+
+
+def validate(cfg: InversionConfig) -> None:
+    for f in dataclasses.fields(cfg):
+        value, meta = getattr(cfg, f.name), f.metadata
+        expected = type(f.default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(cfg, f.name, float(value))
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(f"{f.name}={value!r} must be a {expected.__name__}")
+        if meta.get("choices") and value not in meta["choices"]:
+            raise ConfigError(f"{f.name}={value!r} is not one of {list(meta['choices'])}")
+        if meta.get("lo") is not None and value < meta["lo"]:
+            raise ConfigError(f"{f.name}={value!r} is below its minimum {meta['lo']}")
+        if meta.get("hi") is not None and value > meta["hi"]:
+            raise ConfigError(f"{f.name}={value!r} is above its maximum {meta['hi']}")
+    if cfg.timestep_min > cfg.timestep_max:
+        raise ConfigError(f"timestep_min={cfg.timestep_min} > timestep_max={cfg.timestep_max}; swap them")
+    if cfg.init_mode == "file" and not cfg.init_file:
+        raise ConfigError("init_mode='file' needs init_file (path of an embedding file)")
+    if cfg.init_mode == "clip-attention" and not cfg.init_clip_model:
+        raise ConfigError("init_mode='clip-attention' needs init_clip_model (a local CLIP model folder)")
+    if not cfg.token.strip():
+        raise ConfigError("token is empty; give the new word a name such as 'my-cat'")

@@ -1,0 +1,201 @@
+"""The inversion loop: start a run, advance it by generations, pick the final vector.
+
+Hosts own the loop's *driving* (a CLI command, a ComfyUI node, an A1111 job) but never re-implement it: they
+call `start_run`, then `run_generations` as often as they like, then `final_vectors`. A `RunState` is a
+plain record; every function returns a new one and never mutates its input (ComfyUI caches node outputs).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .backend import Backend
+from .config import ConfigError, InversionConfig
+from .init_vectors import initial_vectors
+from .objective import Cancelled, Evaluator, TrainingSet, draw_samples, generation_generator
+from .optim import Optimizer, OptimizerSpec, make_optimizer, replay, sanitize_fitness
+from .subspace import Subspace, build_subspace
+from .templates import prompts_for_images
+
+log = logging.getLogger(__name__)
+
+HISTORY_KEYS = ("best", "mean", "step_size", "forward_rows", "rejected")
+
+
+@dataclass(frozen=True)
+class GenerationReport:
+    generation: int         # generations completed in the whole run
+    target: int             # generation this call will stop at
+    best: float             # lowest loss of this generation
+    mean: float             # mean loss of this generation's population
+    best_ever: float
+    step_size: float
+    forward_rows: int       # denoiser rows evaluated in the whole run
+    seconds: float          # wall time of this generation
+
+
+@dataclass(frozen=True)
+class RunState:
+    config: InversionConfig
+    family: str
+    encoders: dict[str, int]                 # encoder name -> width
+    model_name: str
+    subspace: Subspace
+    data: TrainingSet
+    opt_spec: OptimizerSpec
+    opt_fitness: np.ndarray                  # [g, P] fitness told since the last re-centre
+    history: dict[str, list[float]]          # HISTORY_KEYS -> one value per generation (whole run)
+    best_vectors: dict[str, torch.Tensor]    # encoder -> [N, D], lowest single-generation loss so far
+    best_loss: float
+    init_info: dict
+    # A live optimiser equal to replay(opt_spec, opt_fitness); a cache only, never saved or mutated.
+    live: Optimizer | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def generation(self) -> int:
+        return len(self.history["best"])
+
+    @property
+    def forward_rows(self) -> int:
+        return int(self.history["forward_rows"][-1]) if self.generation else 0
+
+    def optimizer(self) -> Optimizer:
+        """A private optimiser at this state (a copy of the cache, or rebuilt by replay)."""
+        if self.live is not None:
+            return copy.deepcopy(self.live)
+        return replay(self.opt_spec, self.opt_fitness)
+
+
+def build_training_set(backend: Backend, images: torch.Tensor, captions: list[str | None] | None,
+                       cfg: InversionConfig, masks: torch.Tensor | None = None) -> TrainingSet:
+    """Encode the images once (plus horizontal flips) → the cached latents the whole run reuses."""
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be [B, 3, H, W], got {tuple(images.shape)}")
+    captions = list(captions) if captions is not None else [None] * images.shape[0]
+    if cfg.templates == "captions" and not any(captions):
+        log.warning("templates=captions but no image has a caption file; using object templates")
+    with torch.no_grad():
+        latents = backend.encode_images(images).float().cpu()
+    prompts = prompts_for_images(cfg.templates, captions)
+    weights = _latent_weights(masks, latents.shape[-2:]) if masks is not None else None
+    if cfg.flip:
+        latents = torch.cat([latents, latents.flip(-1)])
+        prompts = prompts + prompts
+        weights = None if weights is None else torch.cat([weights, weights.flip(-1)])
+    return TrainingSet(latents, prompts, weights)
+
+
+def _latent_weights(masks: torch.Tensor, size) -> torch.Tensor:
+    """Foreground masks [B, 1, H, W] → loss weights at latent resolution, with a floor so the background
+    still counts a little (otherwise the token would be free to paint anything around the subject)."""
+    small = torch.nn.functional.interpolate(masks.float(), size=tuple(size), mode="area")
+    return 0.1 + 0.9 * small
+
+
+def _check_backend(backend: Backend, cfg: InversionConfig) -> None:
+    if cfg.timestep_max >= 1000:
+        raise ConfigError("timestep_max must be below 1000")
+    if cfg.optimizer == "zo-adam" and cfg.popsize < 3:
+        raise ConfigError("optimizer=zo-adam needs popsize ≥ 3")
+
+
+def start_run(backend: Backend, cfg: InversionConfig, images: torch.Tensor,
+              captions: list[str | None] | None = None, masks: torch.Tensor | None = None) -> RunState:
+    """Encode the images, choose e0, build the subspace: generation 0 of a new run."""
+    _check_backend(backend, cfg)
+    data = build_training_set(backend, images, captions, cfg, masks)
+    tables = {e.name: backend.token_table(e.name) for e in backend.encoders}
+    evaluator = Evaluator(backend, data, cfg.batch_rows)
+    origin, info = initial_vectors(backend, tables, data, cfg, evaluator, images)
+    subspace = build_subspace(cfg.subspace, tables, origin, k=cfg.subspace_dim, scale=cfg.subspace_scale,
+                              sigma=cfg.sigma, seed=cfg.seed, norm_limit=cfg.norm_limit)
+    spec = OptimizerSpec(cfg.optimizer, subspace.dim, cfg.popsize, cfg.sigma, cfg.seed)
+    info["init_forward_rows"] = evaluator.forward_rows
+    return RunState(cfg, backend.family, {e.name: e.width for e in backend.encoders}, backend.model_name,
+                    subspace, data, spec, np.zeros((0, cfg.popsize)), {k: [] for k in HISTORY_KEYS},
+                    {k: v.clone() for k, v in subspace.origin.items()}, float("inf"), info)
+
+
+def with_settings(state: RunState, **changes) -> RunState:
+    """Continue a run under changed settings (e.g. a chained ComfyUI step with another popsize or sigma).
+    Settings the optimiser depends on re-centre the search on the current mean; others apply directly."""
+    cfg = dataclasses.replace(state.config, **changes)
+    spec = OptimizerSpec(cfg.optimizer, state.subspace.dim, cfg.popsize, cfg.sigma, cfg.seed)
+    if spec == state.opt_spec:
+        return dataclasses.replace(state, config=cfg)
+    centre = state.subspace.decode(torch.as_tensor(state.optimizer().mean[None]))
+    origin = {k: v[0] for k, v in centre.items()}
+    spec = dataclasses.replace(spec, seed=cfg.seed + state.generation)  # fresh, still deterministic
+    subspace = dataclasses.replace(state.subspace, origin=origin)
+    return dataclasses.replace(state, config=cfg, subspace=subspace, opt_spec=spec,
+                               opt_fitness=np.zeros((0, cfg.popsize)), live=None)
+
+
+def run_generations(state: RunState, backend: Backend, generations: int,
+                    on_generation: Callable[[GenerationReport], None] | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> RunState:
+    """Advance the run by up to `generations`; returns the state after the last *complete* generation
+    (a cancel inside a generation discards only that generation)."""
+    should_stop = should_stop or (lambda: False)
+    opt, target = state.optimizer(), state.generation + generations
+    evaluator = Evaluator(backend, state.data, state.config.batch_rows, should_stop)
+    evaluator.forward_rows = state.forward_rows
+    state = dataclasses.replace(state, live=None)  # intermediate states must not carry a stale cache
+    while state.generation < target and not should_stop():
+        started = time.perf_counter()
+        try:
+            state = _one_generation(state, opt, evaluator)
+        except Cancelled:
+            return state  # `opt` has asked without telling: it no longer matches the state, drop it
+        if on_generation:
+            h = state.history
+            on_generation(GenerationReport(state.generation, target, h["best"][-1], h["mean"][-1],
+                                           state.best_loss, h["step_size"][-1], state.forward_rows,
+                                           time.perf_counter() - started))
+    return dataclasses.replace(state, live=opt)
+
+
+def _one_generation(state: RunState, opt: Optimizer, evaluator: Evaluator) -> RunState:
+    cfg = state.config
+    x = opt.ask()
+    vectors = state.subspace.decode(torch.as_tensor(x))
+    samples = cfg.samples_per_candidate * (1 if cfg.common_random_numbers else x.shape[0])
+    draw = draw_samples(state.data, samples, (cfg.timestep_min, cfg.timestep_max),
+                        generation_generator(cfg.seed, state.generation))
+    raw = evaluator.population_loss(vectors, draw, shared=cfg.common_random_numbers).numpy()
+    fitness, rejected = sanitize_fitness(raw)
+    opt.tell(x, fitness)  # after the evaluation: a cancelled generation never reaches the optimiser
+    best = int(np.argmin(fitness))
+    history = {k: list(v) for k, v in state.history.items()}
+    for key, value in zip(HISTORY_KEYS, (fitness[best], float(np.mean(fitness[np.isfinite(raw)])),
+                                         opt.step_size, evaluator.forward_rows, rejected)):
+        history[key].append(float(value))
+    improved = fitness[best] < state.best_loss
+    return dataclasses.replace(
+        state, opt_fitness=np.vstack([state.opt_fitness, fitness[None]]), history=history,
+        best_vectors={k: v[best].clone() for k, v in vectors.items()} if improved else state.best_vectors,
+        best_loss=float(fitness[best]) if improved else state.best_loss)
+
+
+def final_vectors(state: RunState, backend: Backend) -> tuple[dict[str, torch.Tensor], dict]:
+    """Choose between the best-ever vectors and the optimiser's mean by re-scoring both on a fixed held-out
+    draw (the best-ever was measured on one lucky draw; the mean is what the search converged to)."""
+    mean = {k: v[0] for k, v in state.subspace.decode(torch.as_tensor(state.optimizer().mean[None])).items()}
+    candidates = {"mean": mean, "best-ever": state.best_vectors, "init": state.subspace.origin}
+    names = list(candidates)
+    stacked = {enc: torch.stack([candidates[n][enc] for n in names]) for enc in state.encoders}
+    draw = draw_samples(state.data, state.config.holdout_samples,
+                        (state.config.timestep_min, state.config.timestep_max),
+                        generation_generator(state.config.seed, 10**6, stream=99))
+    with torch.no_grad():
+        losses = Evaluator(backend, state.data, state.config.batch_rows).population_loss(stacked, draw)
+    pick = names[int(torch.argmin(losses[:2]))]  # never silently return the init
+    report = {"chosen": pick, "holdout_loss": {n: round(float(l), 6) for n, l in zip(names, losses)}}
+    return {k: v.clone() for k, v in candidates[pick].items()}, report

@@ -1,0 +1,162 @@
+"""Starting vectors e0 for a run: `word`, `denoise-attention` (default), `clip-attention`, `file`.
+
+`denoise-attention` needs nothing but the host model: it asks the diffusion model itself which known words
+best explain the user's images — each candidate word is put in the token's place and scored by the
+denoising loss on a shared draw (common random numbers) — and mixes the best words' embeddings with a
+softmax over their relative loss gaps.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import torch
+
+from .backend import Backend
+from .config import ConfigError, InversionConfig
+from .objective import Evaluator, TrainingSet, draw_samples, generation_generator
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WORDS = Path(__file__).parent / "data" / "concept_words.txt"
+Vectors = dict[str, torch.Tensor]  # encoder -> [N, D]
+
+
+def load_word_list(path: str | Path = "") -> list[str]:
+    path = Path(path) if path else DEFAULT_WORDS
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the init word list {path}: {exc.strerror}; pass an existing file") from exc
+    words = [ln.split("#", 1)[0].strip() for ln in lines]
+    return list(dict.fromkeys(w for w in words if w))
+
+
+def word_vector(backend: Backend, tables: dict[str, torch.Tensor], text: str, encoder: str) -> torch.Tensor | None:
+    """Mean of the text's token rows, rescaled to their mean norm (averaging shrinks vectors). → [D]."""
+    ids = backend.word_ids(text, encoder)
+    if not ids:
+        return None
+    rows = tables[encoder][ids]
+    mean = rows.mean(0)
+    return mean * (rows.norm(dim=1).mean() / mean.norm().clamp_min(1e-8))
+
+
+def word_init(backend: Backend, tables: dict[str, torch.Tensor], text: str, n: int) -> Vectors:
+    out = {}
+    for enc in tables:
+        ids = backend.word_ids(text, enc)
+        if not ids:
+            raise ConfigError(f"init text {text!r} is not in the model's vocabulary ({enc}); choose another "
+                              "initializer word")
+        if len(ids) == n:  # one token per vector: keep them apart
+            out[enc] = tables[enc][ids].clone()
+        else:
+            out[enc] = word_vector(backend, tables, text, enc).expand(n, -1).clone()
+    return out
+
+
+def candidate_words(backend: Backend, tables: dict[str, torch.Tensor], words: list[str]):
+    """Words every encoder can represent, with their vectors {enc: [W, D]}."""
+    kept, vecs = [], {enc: [] for enc in tables}
+    for word in words:
+        per_enc = {enc: word_vector(backend, tables, word, enc) for enc in tables}
+        if all(v is not None for v in per_enc.values()):
+            kept.append(word)
+            for enc, v in per_enc.items():
+                vecs[enc].append(v)
+    if not kept:
+        raise ConfigError("none of the init words is in the model's vocabulary; use init_mode=word with a "
+                          "word the model knows")
+    return kept, {enc: torch.stack(v) for enc, v in vecs.items()}
+
+
+def score_words(evaluator: Evaluator, data: TrainingSet, vecs: Vectors, n: int, samples: int, cfg, stream: int):
+    """Mean denoising loss of each word used as the token, all on one shared draw. → [W]."""
+    draw = draw_samples(data, samples, (cfg.timestep_min, cfg.timestep_max),
+                        generation_generator(cfg.seed, -1, stream))
+    losses = []
+    count = next(iter(vecs.values())).shape[0]
+    step = max(1, evaluator.rows // max(1, samples))
+    for start in range(0, count, step):
+        batch = {enc: v[start:start + step, None, :].expand(-1, n, -1) for enc, v in vecs.items()}
+        losses.append(evaluator.population_loss(batch, draw))
+    return torch.cat(losses)
+
+
+def softmax_mixture(losses: torch.Tensor, vecs: Vectors, temperature: float, top_k: int):
+    """Weights ∝ exp(−Δ/τ) with Δ = (L − min L)/min L, the relative loss gap, over the top_k words."""
+    rel = (losses - losses.min()) / losses.min().clamp_min(1e-12)
+    order = torch.argsort(rel)
+    keep = order[:top_k] if top_k > 0 else order
+    weights = torch.softmax(-rel[keep] / temperature, 0)
+    mixed = {}
+    for enc, v in vecs.items():
+        mix = (weights[:, None] * v[keep]).sum(0)
+        target_norm = (weights * v[keep].norm(dim=1)).sum()
+        mixed[enc] = mix * (target_norm / mix.norm().clamp_min(1e-8))
+    return mixed, keep, weights
+
+
+def entropy(weights: torch.Tensor) -> float:
+    w = weights.clamp_min(1e-12)
+    return float(-(w * w.log()).sum())
+
+
+def denoise_attention_init(backend: Backend, tables, data: TrainingSet, cfg: InversionConfig,
+                           evaluator: Evaluator) -> tuple[Vectors, dict]:
+    words, vecs = candidate_words(backend, tables, load_word_list(cfg.init_words))
+    n = cfg.num_vectors
+    # Stage 1: every word on a small shared draw; stage 2: the 32 best again on a 4× larger fresh draw,
+    # so the final weights rest on a low-noise estimate without paying for it on every word.
+    coarse = score_words(evaluator, data, vecs, n, 2 * cfg.init_samples, cfg, stream=1)
+    short = torch.argsort(coarse)[:32]
+    vecs2 = {enc: v[short] for enc, v in vecs.items()}
+    fine = score_words(evaluator, data, vecs2, n, 8 * cfg.init_samples, cfg, stream=2)
+    mixed, keep, weights = softmax_mixture(fine, vecs2, cfg.init_temperature, cfg.init_top_k)
+    names = [words[int(short[i])] for i in keep]
+    info = {"mode": "denoise-attention", "words_scored": len(words),
+            "top": [{"word": w, "weight": round(float(p), 4), "loss": round(float(fine[i]), 6)}
+                    for w, p, i in zip(names, weights, keep)][:10],
+            "entropy_nats": round(entropy(weights), 4),
+            "max_entropy_nats": round(math.log(len(keep)), 4)}
+    log.info("denoise-attention init: %s (entropy %.3f nats)",
+             ", ".join(f"{t['word']} {t['weight']:.2f}" for t in info["top"][:5]), info["entropy_nats"])
+    return {enc: v.expand(n, -1).clone() for enc, v in mixed.items()}, info
+
+
+def file_init(path: str, backend: Backend, n: int) -> tuple[Vectors, dict]:
+    from .formats import read_embedding
+
+    emb = read_embedding(path, expect={e.name: e.width for e in backend.encoders})
+    if emb.num_vectors != n:
+        raise ConfigError(f"{path} has {emb.num_vectors} vector(s) but num_vectors={n}; set num_vectors="
+                          f"{emb.num_vectors} to continue from it")
+    vectors = {}
+    for enc in backend.encoders:
+        tensor = emb.vectors.get(enc.name)
+        if tensor is None:  # single-encoder files keep their own key name ('emb_params' etc.)
+            tensor = next(iter(emb.vectors.values()))
+        vectors[enc.name] = tensor.float().clone()
+    return vectors, {"mode": "file", "path": str(path)}
+
+
+def initial_vectors(backend: Backend, tables: dict[str, torch.Tensor], data: TrainingSet,
+                    cfg: InversionConfig, evaluator: Evaluator, images: torch.Tensor | None = None):
+    """→ ({encoder: [N, D]}, info dict for the user)."""
+    if cfg.init_mode == "word":
+        return word_init(backend, tables, cfg.init_text, cfg.num_vectors), {"mode": "word",
+                                                                             "text": cfg.init_text}
+    if cfg.init_mode == "denoise-attention":
+        return denoise_attention_init(backend, tables, data, cfg, evaluator)
+    if cfg.init_mode == "file":
+        return file_init(cfg.init_file, backend, cfg.num_vectors)
+    if cfg.init_mode == "clip-attention":
+        from .init_clip import clip_attention_init
+
+        if images is None:
+            raise ConfigError("clip-attention init needs the training images")
+        words, vecs = candidate_words(backend, tables, load_word_list(cfg.init_words))
+        return clip_attention_init(cfg, images, words, vecs)
+    raise ConfigError(f"init_mode={cfg.init_mode!r} is unknown")

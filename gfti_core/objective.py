@@ -1,0 +1,114 @@
+"""The fitness: mean denoising loss of each candidate embedding on a shared random draw.
+
+Every generation draws ONE `Draw` (which images, flips, templates, timesteps and noise) and every candidate
+is scored on it — common random numbers, so the ranking reflects the candidates and not the luck of the
+draw. The whole population is evaluated as flat batches of rows (candidate × sample), chunked to fit memory.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .backend import Backend
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Cached inputs of the objective. latents [M, C, h, w] (flipped copies appended when flip is on);
+    prompts[i] are the prompt choices of latent i; weights [M, 1, h, w] optional per-pixel loss weights."""
+
+    latents: torch.Tensor
+    prompts: list[list[str]]
+    weights: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.latents.shape[0] != len(self.prompts) or not all(self.prompts):
+            raise ValueError("every latent needs at least one prompt")
+
+
+@dataclass(frozen=True)
+class Draw:
+    """S samples: latent index, prompt index, timestep and noise per sample."""
+
+    latent_idx: torch.Tensor   # [S] long
+    prompt_idx: torch.Tensor   # [S] long
+    timesteps: torch.Tensor    # [S] long
+    noise: torch.Tensor        # [S, C, h, w] float32 (CPU)
+
+    def __len__(self) -> int:
+        return self.latent_idx.shape[0]
+
+
+def draw_samples(data: TrainingSet, count: int, t_range: tuple[int, int], generator: torch.Generator) -> Draw:
+    m = data.latents.shape[0]
+    latent_idx = torch.randint(0, m, (count,), generator=generator)
+    choice = torch.rand(count, generator=generator)
+    sizes = torch.tensor([len(data.prompts[i]) for i in latent_idx.tolist()])
+    prompt_idx = (choice * sizes).long().clamp(max=sizes - 1)
+    timesteps = torch.randint(t_range[0], t_range[1] + 1, (count,), generator=generator)
+    noise = torch.randn((count, *data.latents.shape[1:]), generator=generator)
+    return Draw(latent_idx, prompt_idx, timesteps, noise)
+
+
+def generation_generator(seed: int, generation: int, stream: int = 0) -> torch.Generator:
+    """Draws are a pure function of (seed, generation): a resumed run draws exactly what it would have."""
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + generation * 7_919 + stream) % 2**63)
+
+
+class Evaluator:
+    """Scores populations on draws. `rows_per_call` bounds one backend call; it halves itself on OOM."""
+
+    def __init__(self, backend: Backend, data: TrainingSet, rows_per_call: int = 0,
+                 should_stop: Callable[[], bool] | None = None):
+        self.backend, self.data = backend, data
+        self.rows = rows_per_call or backend.max_rows(tuple(data.latents.shape[1:]))
+        self.should_stop = should_stop or (lambda: False)
+        self.forward_rows = 0  # denoiser rows evaluated so far (the budget measure)
+
+    def population_loss(self, vectors: dict[str, torch.Tensor], draw: Draw, shared: bool = True) -> torch.Tensor:
+        """vectors[enc] [P, N, D] → mean loss per candidate [P] (float32, CPU). With shared=False candidate p
+        uses samples p*S'..(p+1)*S'-1 of the draw (S' = len(draw)//P): the original method's fresh noise."""
+        p = next(iter(vectors.values())).shape[0]
+        per_candidate = len(draw) if shared else len(draw) // p
+        cand = torch.arange(p).repeat_interleave(per_candidate)
+        sample = torch.arange(per_candidate).repeat(p) if shared else torch.arange(p * per_candidate)
+        losses = self._rows_loss(vectors, cand, sample, draw)
+        return losses.view(p, per_candidate).mean(1)
+
+    def _rows_loss(self, vectors, cand, sample, draw) -> torch.Tensor:
+        out, start = [], 0
+        while start < cand.shape[0]:
+            if self.should_stop():
+                raise Cancelled()
+            stop = min(start + self.rows, cand.shape[0])
+            try:
+                out.append(self._chunk(vectors, cand[start:stop], sample[start:stop], draw))
+            except torch.OutOfMemoryError:
+                if self.rows == 1:
+                    raise
+                self.rows = max(1, self.rows // 2)
+                log.warning("out of memory; evaluating %d rows per call from now on", self.rows)
+                continue
+            start = stop
+        return torch.cat(out)
+
+    def _chunk(self, vectors, cand, sample, draw) -> torch.Tensor:
+        dev = self.backend.device
+        li = draw.latent_idx[sample]
+        prompts = [self.data.prompts[i][j] for i, j in zip(li.tolist(), draw.prompt_idx[sample].tolist())]
+        vecs = {name: v[cand] for name, v in vectors.items()}
+        cond = self.backend.encode_text(prompts, vecs)
+        weights = None if self.data.weights is None else self.data.weights[li].to(dev)
+        loss = self.backend.denoise_loss(self.data.latents[li].to(dev), draw.timesteps[sample].to(dev),
+                                         draw.noise[sample].to(dev), cond, weights)
+        self.forward_rows += len(prompts)
+        return loss.float().cpu()
+
+
+class Cancelled(Exception):
+    """Raised inside an evaluation when the host asked to stop; the engine keeps the last complete state."""

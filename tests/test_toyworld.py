@@ -1,0 +1,112 @@
+"""Fast tests of the toy world: generator, captions, tokenizer, classifier, shipped pipeline."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from toyworld import MODEL_DIR
+from toyworld.classifier import WEIGHTS
+from toyworld.concepts import DEMO_CONCEPT, EXAMPLE_DIR, HELD_OUT_CONCEPTS, concept_images, concept_scenes
+from toyworld.data import training_specs
+from toyworld.scenes import (BACKGROUNDS, COLOURS, SHAPES, caption, render, render_scene,
+                             sample_scene, to_array)
+from toyworld.tokenizer import PLACEHOLDER_WORDS, build_tokenizer, toy_words
+
+
+def test_generator_is_deterministic():
+    a = render("star", "red", "black", np.random.default_rng(3))
+    b = render("star", "red", "black", np.random.default_rng(3))
+    c = render("star", "red", "black", np.random.default_rng(4))
+    assert a.size == (64, 64) and a.mode == "RGB"
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(np.asarray(a), np.asarray(c))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_rendered_pixels_match_ground_truth(shape):
+    rng = np.random.default_rng(0)
+    scene = sample_scene(rng, shapes=(shape,), colours=("yellow",), backgrounds=("navy",))
+    px = np.asarray(render_scene(scene)).reshape(-1, 3).astype(int)
+    fg, bg = np.array(COLOURS["yellow"]), np.array(BACKGROUNDS["navy"])
+    is_fg = np.abs(px - fg).sum(1) < 12
+    is_bg = np.abs(px - bg).sum(1) < 12
+    assert is_fg.mean() > 0.03, "the shape is visible in its colour"
+    assert is_bg.mean() > 0.3, "most of the rest is the background colour"
+    assert (is_fg | is_bg).mean() > 0.8, "only antialiased edges are in between"
+    # The centre pixel is the shape's colour for every shape except the ring.
+    centre = np.asarray(render_scene(scene))[int(scene.cy), int(scene.cx)].astype(int)
+    expected = bg if shape == "ring" else fg
+    assert np.abs(centre - expected).sum() < 40
+
+
+def test_sample_scene_excludes_held_out_pairs():
+    rng = np.random.default_rng(1)
+    pairs = {(s.shape, s.colour) for s in (sample_scene(rng, exclude=HELD_OUT_CONCEPTS) for _ in range(2000))}
+    assert not pairs & set(HELD_OUT_CONCEPTS)
+    assert not {(s, c) for s, c, _ in training_specs()} & set(HELD_OUT_CONCEPTS)
+
+
+def test_captions():
+    scene = sample_scene(np.random.default_rng(2), shapes=("star",), colours=("red",), backgrounds=("black",))
+    assert caption(scene) == "a red star on a black background"
+    assert caption(scene, with_background=False) == "a red star"
+    orange = sample_scene(np.random.default_rng(2), shapes=("ring",), colours=("orange",), backgrounds=("gray",))
+    assert caption(orange, with_background=False) == "an orange ring"
+
+
+def test_concept_images_fixed_and_varied():
+    scenes = concept_scenes(DEMO_CONCEPT, n=6)
+    assert scenes == concept_scenes(DEMO_CONCEPT, n=6)
+    assert len({s.background for s in scenes}) >= 3 and all(s.background != "green" for s in scenes)
+    assert len(concept_images(HELD_OUT_CONCEPTS[1], n=5)) == 5
+    shipped = sorted(EXAMPLE_DIR.glob("*.png"))
+    assert len(shipped) == 6
+    assert np.array_equal(np.asarray(concept_images(DEMO_CONCEPT, n=6)[0]), np.asarray(
+        __import__("PIL.Image").Image.open(shipped[0]).convert("RGB")))
+
+
+def test_tokenizer_round_trip():
+    tok = build_tokenizer()
+    ids = tok("a photo of a Purple star on a green background").input_ids
+    assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id
+    words = tok.convert_ids_to_tokens(ids[1:-1])
+    assert words == "a photo of a purple star on a green background".split()
+    for word in toy_words() + list(PLACEHOLDER_WORDS):
+        assert tok.convert_tokens_to_ids(word) != tok.unk_token_id, word
+        assert len(tok(word, add_special_tokens=False).input_ids) == 1
+    assert tok("blorptastic", add_special_tokens=False).input_ids == [tok.unk_token_id]
+    assert tok.eos_token_id != 2, "CLIPTextModel would use legacy argmax pooling"
+    enc = tok(["a red star"], padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+    assert enc.input_ids.shape == (1, 77) and enc.input_ids[0, -1].item() == tok.eos_token_id
+
+
+needs_classifier = pytest.mark.skipif(not WEIGHTS.exists(), reason=f"classifier weights not shipped: {WEIGHTS}")
+needs_model = pytest.mark.skipif(not (MODEL_DIR / "unet").is_dir(),
+                                 reason=f"toy model not trained yet: {MODEL_DIR} (python -m toyworld.train)")
+
+
+@needs_classifier
+def test_classifier_accuracy_on_fresh_images():
+    from toyworld.classifier import predict
+
+    rng = np.random.default_rng(987)
+    scenes = [sample_scene(rng) for _ in range(300)]
+    images = torch.from_numpy(np.stack([to_array(render_scene(s)) for s in scenes]))
+    pred = predict(images)
+    for head in ("shape", "colour", "background"):
+        acc = np.mean([p == getattr(s, head) for p, s in zip(pred[head], scenes)])
+        assert acc >= 0.9, (head, acc)
+
+
+@needs_model
+def test_pipeline_loads_and_generates():
+    from toyworld import load_pipeline
+    from toyworld.evaluate import generate
+
+    pipe = load_pipeline()
+    assert pipe.text_encoder.config.hidden_size == 768
+    assert pipe.text_encoder.config.eos_token_id == pipe.tokenizer.eos_token_id
+    images = generate(pipe, ["a photo of a red circle"], n=1, seed=0, steps=4)
+    assert images.shape == (1, 3, 64, 64)
+    assert 0.0 <= images.min() and images.max() <= 1.0

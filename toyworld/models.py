@@ -1,0 +1,52 @@
+"""Architectures of the toy Stable-Diffusion model (SD1 layout, tiny sizes, SD1 text width)."""
+from __future__ import annotations
+
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from .scenes import IMAGE_SIZE
+
+TEXT_WIDTH = 768  # SD1's token-embedding width: the inversion search space must match it
+VAE_FACTOR = 4
+LATENT_SIZE = IMAGE_SIZE // VAE_FACTOR
+LATENT_CHANNELS = 4
+
+
+def build_vae() -> AutoencoderKL:
+    # Three blocks = two downsamplings: 64 px -> 16x16x4 latents.
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=32,
+        sample_size=IMAGE_SIZE)
+
+
+def build_text_encoder(vocab_size: int, bos_id: int, eos_id: int, pad_id: int,
+                       layers: int = 2, intermediate: int = 1024) -> CLIPTextModel:
+    config = CLIPTextConfig(
+        vocab_size=vocab_size, hidden_size=TEXT_WIDTH, intermediate_size=intermediate,
+        num_hidden_layers=layers, num_attention_heads=12, max_position_embeddings=77,
+        hidden_act="quick_gelu", projection_dim=TEXT_WIDTH,
+        bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=pad_id)
+    return CLIPTextModel(config)
+
+
+def build_unet(channels=(64, 128, 128)) -> UNet2DConditionModel:
+    n = len(channels)
+    return UNet2DConditionModel(
+        sample_size=LATENT_SIZE, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
+        down_block_types=("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1),
+        block_out_channels=channels, layers_per_block=1, cross_attention_dim=TEXT_WIDTH,
+        attention_head_dim=8, norm_num_groups=32)
+
+
+def build_scheduler() -> DDPMScheduler:
+    return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                         beta_schedule="scaled_linear", prediction_type="epsilon",
+                         clip_sample=False, steps_offset=1)
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
