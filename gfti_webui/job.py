@@ -1,0 +1,163 @@
+"""The training job behind the GFTI tab: form values in, an embedding file (and a live loss chart) out.
+
+It drives the engine's loop (`start_run` → `run_generations` → `final_vectors`) and touches the webui only
+through a `Host` — a handful of callables that `host_a1111` / `host_forge` fill at run time and tests fill
+with lambdas (the sd-webui-controlnet pattern). Run it under the webui's queue lock (`ui.py` wraps it in
+`modules.call_queue.wrap_gradio_gpu_call`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import html
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from gfti_core.backend import PLACEHOLDER, Backend
+from gfti_core.chart import image_grid, render_loss_chart
+from gfti_core.config import InversionConfig
+from gfti_core.engine import GenerationReport, RunState, final_vectors, run_generations, start_run
+from gfti_core.formats import FORMAT_SUFFIXES, FORMATS, Embedding, write_embedding
+from gfti_core.images import load_image_folder
+from gfti_core.safe_io import resolve_inside
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """What the tab asks besides the run config (never saved into the config)."""
+
+    image_folder: str = ""
+    resolution: int = 512
+    preview_every: int = 0            # generations between preview grids (0 = only at the end, if prompt set)
+    preview_prompt: str = "a photo of <*>"
+    preview_images: int = 2
+    file_format: str = "safetensors"
+    overwrite: bool = False
+
+
+JOB_FIELDS = {f.name for f in dataclasses.fields(JobOptions)}
+
+
+@dataclass
+class Host:
+    """The webui as the job sees it. Built by `host_a1111.host()` / `host_forge.host()` or by tests."""
+
+    backend: Callable[[int, int], Backend]           # (resolution, rows_per_call) -> backend on the loaded model
+    state: Any                                       # shared.state: job_count, job_no, textinfo, interrupted, …
+    embeddings_dir: Callable[[], str]
+    publish: Callable[[Path, Embedding], None]       # make a saved embedding usable in prompts now
+    preview: Callable[[str, Embedding, int, int, int], list] | None = None  # (prompt, emb, n, seed, res) -> PILs
+
+
+@dataclass(frozen=True)
+class JobResult:
+    message: str                      # HTML for the tab
+    chart: Any                        # PIL loss chart
+    previews: list                    # PIL preview grids, newest last
+    path: Path | None
+
+
+def split_values(values: dict[str, Any]) -> tuple[InversionConfig, JobOptions]:
+    """Form values by field name → (run config, job options). Numbers from Gradio arrive as floats."""
+    job = {k: v for k, v in values.items() if k in JOB_FIELDS}
+    cfg = {k: v for k, v in values.items() if k not in JOB_FIELDS}
+    return InversionConfig.from_dict(_typed(cfg, InversionConfig)), JobOptions(**_typed(job, JobOptions))
+
+
+def _typed(values: dict[str, Any], cls) -> dict[str, Any]:
+    kinds = {f.name: type(f.default) for f in dataclasses.fields(cls)}
+    return {k: (int(v) if kinds.get(k) is int and isinstance(v, float) and v.is_integer() else v)
+            for k, v in values.items()}
+
+
+def output_path(host: Host, cfg: InversionConfig, opts: JobOptions) -> Path:
+    if opts.file_format not in FORMATS:
+        raise ValueError(f"file_format={opts.file_format!r} is not one of {list(FORMATS)}")
+    path = resolve_inside(host.embeddings_dir(), cfg.token, FORMAT_SUFFIXES[opts.file_format])
+    if path.exists() and not opts.overwrite:
+        from gfti_core.errors import OutputExistsError
+
+        raise OutputExistsError(f"{path} already exists; tick 'overwrite' or choose another token")
+    return path
+
+
+class _Progress:
+    """Reports each generation to `shared.state` and keeps the loss history for the live chart."""
+
+    def __init__(self, state, total: int):
+        self.state, self.history = state, {"best": [], "mean": []}
+        state.job_count, state.job_no = total, 0
+
+    def __call__(self, r: GenerationReport) -> None:
+        self.history["best"].append(r.best)
+        self.history["mean"].append(r.mean)
+        self.state.job_no = r.generation
+        self.state.textinfo = f"GFTI generation {r.generation}/{r.target}: best {r.best:.5f}, mean {r.mean:.5f}"
+        if hasattr(self.state, "assign_current_image"):
+            self.state.assign_current_image(render_loss_chart(self.history))
+
+
+def train(state: RunState, backend: Backend, host: Host, opts: JobOptions, cfg: InversionConfig) -> tuple[RunState, list]:
+    """Run the remaining generations in blocks of `preview_every`, with a preview grid after each block."""
+    progress, previews = _Progress(host.state, cfg.generations), []
+    block = opts.preview_every or cfg.generations or 1
+    stop = lambda: bool(getattr(host.state, "interrupted", False))  # noqa: E731
+    while state.generation < cfg.generations and not stop():
+        state = run_generations(state, backend, min(block, cfg.generations - state.generation), progress, stop)
+        if opts.preview_every and not stop():
+            previews.append(preview_grid(state, host, opts, state.best_vectors, f"generation {state.generation}"))
+            host.state.job_count, host.state.job_no = cfg.generations, state.generation  # preview resets them
+    return state, [p for p in previews if p is not None]
+
+
+def preview_grid(state: RunState, host: Host, opts: JobOptions, vectors, label: str):
+    if host.preview is None or not opts.preview_prompt.strip():
+        return None
+    name = f"gfti-preview-{state.config.token}"
+    prompt = opts.preview_prompt.replace(PLACEHOLDER, name) if PLACEHOLDER in opts.preview_prompt \
+        else f"{opts.preview_prompt} {name}"
+    images = host.preview(prompt, Embedding(dict(vectors), name), opts.preview_images, state.config.seed,
+                          opts.resolution)
+    return image_grid([list(images)], [label])
+
+
+def metadata(state: RunState, report: dict, interrupted: bool) -> dict[str, str]:
+    meta = {"gfti.steps": state.generation, "gfti.evaluations": state.forward_rows,
+            "gfti.best_loss": f"{state.best_loss:.6g}", "gfti.seed": state.config.seed,
+            "gfti.model_name": state.model_name, "gfti.config": state.config.to_json(),
+            "gfti.init": str(state.init_info.get("mode")), "gfti.final": report["chosen"],
+            "gfti.host": "webui", "gfti.interrupted": str(interrupted).lower()}
+    return {k: str(v) for k, v in meta.items()}
+
+
+def run_job(values: dict[str, Any], host: Host) -> JobResult:
+    """The whole job. Raises GFTIError/ConfigError for bad input (the tab shows the message)."""
+    cfg, opts = split_values(values)
+    path = output_path(host, cfg, opts)
+    backend = host.backend(opts.resolution, cfg.batch_rows)
+    images = load_image_folder(opts.image_folder, opts.resolution)
+    captions = images.captions if cfg.templates == "captions" else None
+    host.state.textinfo = f"GFTI: encoding {len(images)} images, choosing the start vector"
+    state = start_run(backend, cfg, images.images, captions, images.masks)
+    state, previews = train(state, backend, host, opts, cfg)
+    interrupted = bool(getattr(host.state, "interrupted", False))
+    vectors, report = final_vectors(state, backend)
+    emb = Embedding(vectors, cfg.token, metadata(state, report, interrupted))
+    path = write_embedding(path, emb, opts.file_format, overwrite=opts.overwrite)
+    host.publish(path, emb)
+    if not interrupted and not opts.preview_every:
+        previews.append(preview_grid(state, host, opts, vectors, "final"))
+    return JobResult(_message(path, state, report, images.warnings, interrupted),
+                     render_loss_chart(state.history), [p for p in previews if p is not None], path)
+
+
+def _message(path: Path, state: RunState, report: dict, warnings: list[str], interrupted: bool) -> str:
+    head = "Interrupted; saved the best so far" if interrupted else "Saved"
+    lines = [f"{head}: <code>{html.escape(str(path))}</code> — use <b>{html.escape(state.config.token)}</b> "
+             f"in prompts.", f"{state.generation} generations, {state.forward_rows} denoiser rows; final vector: "
+             f"{html.escape(report['chosen'])} (held-out loss {report['holdout_loss']})."]
+    lines += [f"note: {html.escape(w)}" for w in warnings]
+    return "<br>".join(lines)
