@@ -69,6 +69,11 @@ class InversionConfig:
     timestep_max: int = _opt(999, "highest diffusion timestep drawn (0..999)", lo=0, hi=999, group="train")
     templates: str = _opt("object", "prompt templates: object, style, or captions from .txt files beside the "
                           "images", choices=TEMPLATE_SETS, group="train")
+    auto_context: bool = _opt(False, "caption each image with the context phrase the model itself finds most "
+                              "likely (e.g. its background), so the token learns the subject, not the scene",
+                              group="train")
+    context_phrases: str = _opt("", "context phrase list for auto_context (one per line); empty = shipped list",
+                                group="train")
     flip: bool = _opt(True, "also train on horizontally flipped images", group="train")
     common_random_numbers: bool = _opt(True, "score every candidate of a generation on the same draw "
                                        "(off only to reproduce the original method)", group="train")

@@ -18,6 +18,7 @@ import torch
 
 from .backend import Backend
 from .config import ConfigError, InversionConfig
+from .context import auto_context
 from .init_vectors import initial_vectors
 from .objective import Cancelled, Evaluator, TrainingSet, draw_samples, generation_generator
 from .optim import Optimizer, OptimizerSpec, make_optimizer, replay, sanitize_fitness
@@ -114,6 +115,9 @@ def start_run(backend: Backend, cfg: InversionConfig, images: torch.Tensor,
     tables = {e.name: backend.token_table(e.name) for e in backend.encoders}
     evaluator = Evaluator(backend, data, cfg.batch_rows)
     origin, info = initial_vectors(backend, tables, data, cfg, evaluator, images)
+    if cfg.auto_context:
+        human = captions if cfg.templates == "captions" else None
+        data, info["context"] = auto_context(backend, data, origin, cfg, evaluator, cfg.flip, human)
     subspace = build_subspace(cfg.subspace, tables, origin, k=cfg.subspace_dim, scale=cfg.subspace_scale,
                               sigma=cfg.sigma, seed=cfg.seed, norm_limit=cfg.norm_limit)
     spec = OptimizerSpec(cfg.optimizer, subspace.dim, cfg.popsize, cfg.sigma, cfg.seed)

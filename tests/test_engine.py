@@ -160,3 +160,32 @@ def test_denoise_attention_prefers_the_words_that_explain_the_images(tmp_path):
     top = [t["word"] for t in state.init_info["top"][:2]]
     assert set(top) == {"cat", "dog"}, state.init_info  # the planted optimum is the mean of cat and dog
     assert 0.0 <= state.init_info["entropy_nats"] <= state.init_info["max_entropy_nats"]
+
+
+def test_auto_context_picks_the_phrase_the_model_prefers(tmp_path):
+    """A backend whose loss is lowest when the prompt names the image's true background."""
+    backend = FakeBackend()
+    truth = ["on red", "on blue", "on red"]
+    original = backend.encode_text
+
+    def encode(prompts, vectors):
+        cond = original(prompts, vectors)
+        cond["_prompts"] = list(prompts)
+        return cond
+
+    def loss(latents, t, noise, cond, weights=None):
+        base = torch.zeros(latents.shape[0])
+        image = latents[:, 0, 0, 0].round().long()  # image index planted into the latents below
+        for row, prompt in enumerate(cond["_prompts"]):
+            base[row] = 0.0 if prompt.endswith(truth[int(image[row])]) else 1.0
+        return base + 0.01 * noise.flatten(1).pow(2).mean(1)
+
+    backend.encode_text, backend.denoise_loss = encode, loss
+    backend.encode_images = lambda imgs: torch.arange(3).float().view(3, 1, 1, 1).expand(3, 4, 4, 4).clone()
+    phrases = tmp_path / "p.txt"
+    phrases.write_text("on red\non blue\non green\n")
+    cfg = _cfg(auto_context=True, context_phrases=str(phrases), flip=False)
+    cfg = dataclasses.replace(cfg, init_mode="word")
+    state = start_run(backend, cfg, torch.rand(3, 3, 8, 8))
+    assert state.init_info["context"] == truth
+    assert all(p.endswith(truth[i]) for i, opts in enumerate(state.data.prompts) for p in opts)

@@ -1,0 +1,74 @@
+"""Auto context: caption each training image with context phrases chosen by the model itself.
+
+Textual inversion's classic failure is a token that swallows its images' backgrounds, so "<tok> on a beach"
+still shows the training backdrop. If the training prompts already *say* the context ("a photo of <tok> on a
+black background"), the token need not encode it. Without a human writing captions, GFTI asks the diffusion
+model: every phrase is scored per image by the denoising loss of "<template> <phrase>" with the initial
+token, all phrases on the same draw (common random numbers); the lowest-loss phrase captions that image.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import torch
+
+from .backend import Backend
+from .config import ConfigError, InversionConfig
+from .objective import Evaluator, TrainingSet, draw_samples, generation_generator
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PHRASES = Path(__file__).parent / "data" / "context_phrases.txt"
+
+
+def load_phrases(path: str = "") -> list[str]:
+    file = Path(path) if path else DEFAULT_PHRASES
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read context phrases {file}: {exc.strerror}; pass an existing file") from exc
+    phrases = [ln.split("#", 1)[0].strip() for ln in lines]
+    phrases = list(dict.fromkeys(p for p in phrases if p))
+    if not phrases:
+        raise ConfigError(f"{file} holds no context phrases (one per line)")
+    return phrases
+
+
+def _image_scores(evaluator: Evaluator, data: TrainingSet, index: int, phrases: list[str],
+                  origin: dict[str, torch.Tensor], cfg: InversionConfig) -> torch.Tensor:
+    """Loss of each phrase on image `index` (its own latent only), one shared draw. → [len(phrases)]."""
+    base = data.prompts[index][0]
+    single = TrainingSet(data.latents[index:index + 1], [[f"{base} {p}" for p in phrases]],
+                         None if data.weights is None else data.weights[index:index + 1])
+    draw = draw_samples(single, cfg.init_samples * 4, (cfg.timestep_min, cfg.timestep_max),
+                        generation_generator(cfg.seed, -2, index))
+    scorer = Evaluator(evaluator.backend, single, evaluator.rows)
+    losses = []
+    for j in range(len(phrases)):  # every sample uses phrase j: rewrite the draw's prompt choice
+        fixed = dataclasses.replace(draw, prompt_idx=torch.full_like(draw.prompt_idx, j))
+        losses.append(scorer.population_loss({k: v[None] for k, v in origin.items()}, fixed))
+    evaluator.forward_rows += scorer.forward_rows
+    return torch.cat(losses)
+
+
+def auto_context(backend: Backend, data: TrainingSet, origin: dict[str, torch.Tensor], cfg: InversionConfig,
+                 evaluator: Evaluator, flipped: bool, captions: list[str | None] | None = None
+                 ) -> tuple[TrainingSet, list[str]]:
+    """→ (training set whose prompts carry each image's best phrase, the chosen phrase per image).
+    Images with a human caption (templates=captions) keep it: a person's words beat the model's guess."""
+    phrases = load_phrases(cfg.context_phrases)
+    count = data.latents.shape[0] // (2 if flipped else 1)
+    captions = captions or [None] * count
+    chosen = []
+    for i in range(count):
+        if captions[i]:
+            chosen.append("")
+            continue
+        scores = _image_scores(evaluator, data, i, phrases, origin, cfg)
+        chosen.append(phrases[int(torch.argmin(scores))])
+    per_latent = chosen + chosen if flipped else chosen
+    prompts = [[f"{p} {c}".rstrip() for p in options] for options, c in zip(data.prompts, per_latent)]
+    log.info("auto context: %s", "; ".join(chosen))
+    return dataclasses.replace(data, prompts=prompts), chosen
