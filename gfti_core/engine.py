@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .backend import Backend
+from .backend import PLACEHOLDER, Backend
 from .config import ConfigError, InversionConfig
 from .context import auto_context
 from .init_vectors import initial_vectors
@@ -84,13 +84,27 @@ def build_training_set(backend: Backend, images: torch.Tensor, captions: list[st
         log.warning("templates=captions but no image has a caption file; using object templates")
     with torch.no_grad():
         latents = backend.encode_images(images).float().cpu()
-    prompts = prompts_for_images(cfg.templates, captions)
+    prompts = _known_words_only(backend, prompts_for_images(cfg.templates, captions))
     weights = _latent_weights(masks, latents.shape[-2:]) if masks is not None else None
     if cfg.flip:
         latents = torch.cat([latents, latents.flip(-1)])
         prompts = prompts + prompts
         weights = None if weights is None else torch.cat([weights, weights.flip(-1)])
     return TrainingSet(latents, prompts, weights)
+
+
+def _known_words_only(backend: Backend, prompts: list[list[str]]) -> list[list[str]]:
+    """Drop templates with words the model's tokenizer does not know (word-level vocabularies map them to
+    <unk>, which only adds noise); an image whose templates are all unknown keeps them."""
+    known: dict[str, bool] = {}
+
+    def ok(prompt: str) -> bool:
+        if prompt not in known:
+            text = prompt.replace(PLACEHOLDER, " ").strip()
+            known[prompt] = all(backend.word_ids(text, e.name) is not None for e in backend.encoders)
+        return known[prompt]
+
+    return [[p for p in options if ok(p)] or options for options in prompts]
 
 
 def _latent_weights(masks: torch.Tensor, size) -> torch.Tensor:

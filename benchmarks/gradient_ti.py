@@ -1,0 +1,49 @@
+"""Gradient textual inversion, for comparison only (benchmark code, not part of the product).
+
+The diffusers `textual_inversion.py` recipe reduced to its core: AdamW on the placeholder's embedding
+vector(s), autograd through the UNet and the text encoder, epsilon MSE at uniformly drawn timesteps, the same
+prompt templates and cached latents as GFTI. Runs on the same `DiffusersBackend` (so the same injection).
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+
+from gfti_core.backends.diffusers_backend import DiffusersBackend, inject_vectors
+from gfti_core.backend import PLACEHOLDER
+from gfti_core.objective import TrainingSet, draw_samples
+
+
+def gradient_ti(backend: DiffusersBackend, data: TrainingSet, init: torch.Tensor, *, steps: int, batch: int = 4,
+                lr: float = 5e-3, t_range=(0, 999), seed: int = 0,
+                on_step: Callable[[int, torch.Tensor, int, float], None] | None = None) -> torch.Tensor:
+    """init [N, D] → learned [N, D]. on_step(step, vector, forward_rows, seconds) after every step."""
+    pipe = backend.pipe
+    te, tok, unet = pipe.text_encoder, pipe.tokenizer, pipe.unet
+    for module in (te, unet, pipe.vae):
+        module.requires_grad_(False)
+    vec = init.clone().float().requires_grad_(True)
+    opt = torch.optim.AdamW([vec], lr=lr, weight_decay=1e-2)
+    gen = torch.Generator().manual_seed(seed)
+    ph_id, n = backend._placeholder_ids[backend.encoders[0].name], init.shape[0]
+    start = time.perf_counter()
+    for step in range(1, steps + 1):
+        draw = draw_samples(data, batch, t_range, gen)
+        prompts = [data.prompts[i][j].replace(PLACEHOLDER, " ".join([backend.placeholder] * n))
+                   for i, j in zip(draw.latent_idx.tolist(), draw.prompt_idx.tolist())]
+        ids = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                  return_tensors="pt").input_ids
+        with inject_vectors(te, ids, ph_id, vec[None].expand(batch, -1, -1)):
+            cond = te(ids)[0]
+        latents = data.latents[draw.latent_idx]
+        x_t = backend.scheduler.add_noise(latents, draw.noise, draw.timesteps)
+        pred = unet(x_t, draw.timesteps, encoder_hidden_states=cond).sample
+        loss = (pred - draw.noise).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if on_step:
+            on_step(step, vec.detach().clone(), step * batch, time.perf_counter() - start)
+    return vec.detach()

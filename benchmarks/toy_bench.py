@@ -1,0 +1,166 @@
+"""Toy-world benchmark: does the learned token reproduce the concept, and does it still obey the prompt?
+
+For each held-out concept (a shape/colour pair the toy model never saw together) and seed, every method
+gets the same 6 images and the same budget of UNet forward rows:
+
+* gfti          — GFTI with the engine's defaults
+* seed-faithful — the original GF-TI recipe: CMA-ES popsize 20, 256-d PCA with orthonormal (unscaled)
+                  directions and sigma 1, start at unit-norm e0 + vocabulary mean, fresh noise per candidate
+* gradient-ti   — Adam on the embedding through autograd (benchmarks/gradient_ti.py)
+* init          — GFTI's initial vector (denoise-attention), no search
+* true-words    — the concept's real words in the prompt (upper bound; no token)
+
+fidelity    = share of images for "a photo of <tok>" whose shape and colour the toy classifier assigns to the
+              concept; editability = share of "a photo of <tok> on a green background" images with the right
+              shape, colour AND a green background (no training image has a green background).
+
+    python benchmarks/toy_bench.py --out benchmarks/results/toy            # full table + curves
+    python benchmarks/toy_bench.py --concepts 2 --seeds 1 --budget 4096     # quick look
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from gfti_core.backends.diffusers_backend import DiffusersBackend  # noqa: E402
+from gfti_core.config import InversionConfig  # noqa: E402
+from gfti_core.engine import final_vectors, run_generations, start_run  # noqa: E402
+from gfti_core.subspace import Subspace  # noqa: E402
+from gradient_ti import gradient_ti  # noqa: E402
+
+log = logging.getLogger("toy_bench")
+FRACTIONS = (0.125, 0.25, 0.5, 1.0)
+
+
+def concept_tensor(concept, seed):
+    from toyworld.concepts import concept_images
+    import numpy as np
+
+    imgs = concept_images(concept, n=6, seed=seed)
+    return torch.stack([torch.from_numpy(np.asarray(i, dtype="float32") / 255).permute(2, 0, 1) for i in imgs])
+
+
+def measure(backend, vectors, concept, n, seed, words=None):
+    """→ {fidelity, editability} for vectors {enc: [N, D]} (or the concept's true words when words is set)."""
+    from toyworld.classifier import predict
+
+    shape, colour = concept
+    subject = words if words else "<*>"
+    out = {}
+    for key, suffix in (("fidelity", ""), ("editability", " on a green background")):
+        imgs = backend.generate(f"a photo of {subject}{suffix}", None if words else vectors, num_images=n,
+                                seed=seed, steps=20, guidance=4.0)
+        pred = predict(imgs)
+        ok = [s == shape and c == colour and (key == "fidelity" or b == "green")
+              for s, c, b in zip(pred["shape"], pred["colour"], pred["background"])]
+        out[key] = sum(ok) / n
+    return out
+
+
+def gfti_curve(backend, cfg, images, budget, concept, args, transform=None):
+    state = start_run(backend, cfg, images)
+    if transform:
+        state = transform(state)
+    per_gen = cfg.popsize * cfg.samples_per_candidate
+    points, seconds, init = [], 0.0, state.subspace.origin
+    for frac in FRACTIONS:
+        target = max(1, int(budget * frac) // per_gen)
+        t0 = time.perf_counter()
+        state = run_generations(state, backend, target - state.generation)
+        vectors, _ = final_vectors(state, backend)
+        seconds += time.perf_counter() - t0
+        points.append({"rows": state.forward_rows, "seconds": round(seconds, 2),
+                       "norm": float(vectors["clip_l"].norm(dim=-1).max()),
+                       **measure(backend, vectors, concept, args.images, args.eval_seed)})
+    return points, init, state
+
+
+def gradient_curve(backend, data, init, budget, concept, args, seed):
+    points, steps_total = [], budget // args.grad_batch
+    marks = {max(1, int(steps_total * f)) for f in FRACTIONS}
+    rec = {}
+
+    def on_step(step, vec, rows, seconds):
+        if step in marks:
+            rec[step] = (vec, rows, seconds)
+
+    gradient_ti(backend, data, init, steps=steps_total, batch=args.grad_batch, lr=args.grad_lr, seed=seed,
+                on_step=on_step)
+    for step in sorted(rec):
+        vec, rows, seconds = rec[step]
+        points.append({"rows": rows, "seconds": round(seconds, 2), "norm": float(vec.norm(dim=-1).max()),
+                       **measure(backend, {"clip_l": vec}, concept, args.images, args.eval_seed)})
+    return points
+
+
+def run_concept(backend, tables, concept, seed, args):
+    from toyworld.concepts import concept_words
+
+    images = concept_tensor(concept, seed)
+    base = dataclasses.replace(InversionConfig(), seed=seed, token="tok")
+    result = {"concept": concept_words(concept), "seed": seed}
+    result["gfti"], init, state = gfti_curve(backend, base, images, args.budget, concept, args)
+    result["init"] = measure(backend, init, concept, args.images, args.eval_seed)
+    result["true-words"] = measure(backend, None, concept, args.images, args.eval_seed,
+                                   words=f"a {concept_words(concept)}")
+    faithful = dataclasses.replace(base, popsize=20, sigma=1.0, subspace_dim=256, common_random_numbers=False)
+    result["seed-faithful"], _, _ = gfti_curve(backend, faithful, images, args.budget, concept, args,
+                                               transform=lambda s: original_space(s, tables))
+    result["gradient-ti"] = gradient_curve(backend, state.data, init["clip_l"], args.budget, concept, args, seed)
+    return result
+
+
+def original_space(state, tables):
+    """GF-TI's PCA mode: orthonormal directions (a unit step has norm 1, not a token's spread), e0 forced to
+    unit norm, and the vocabulary mean added on top of it."""
+    new_bases, new_origin = {}, {}
+    for enc, table in tables.items():
+        centred = table - table.mean(0)
+        _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+        new_bases[enc] = vh[: state.subspace.bases[enc].shape[0]].float()
+        e0 = state.subspace.origin[enc]
+        new_origin[enc] = e0 / e0.norm(dim=-1, keepdim=True) + table.mean(0)
+    return dataclasses.replace(state, subspace=Subspace("pca", new_bases, new_origin), live=None)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--concepts", type=int, default=6)
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--budget", type=int, default=16384, help="UNet forward rows per method")
+    p.add_argument("--images", type=int, default=16, help="generated images per measurement")
+    p.add_argument("--eval-seed", type=int, default=1234)
+    p.add_argument("--grad-batch", type=int, default=4)
+    p.add_argument("--grad-lr", type=float, default=5e-3)
+    p.add_argument("--out", default="benchmarks/results/toy")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(2)
+    from toyworld import load_pipeline
+    from toyworld.concepts import HELD_OUT_CONCEPTS
+
+    backend = DiffusersBackend(load_pipeline(), model_name="gfti-toy")
+    tables = {e.name: backend.token_table(e.name) for e in backend.encoders}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for concept in HELD_OUT_CONCEPTS[: args.concepts]:
+        for seed in range(args.seeds):
+            results.append(run_concept(backend, tables, concept, seed, args))
+            log.info("%s", json.dumps(results[-1]))
+            (out / "results.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
