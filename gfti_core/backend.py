@@ -19,6 +19,9 @@ import torch
 
 PLACEHOLDER = "<*>"
 FAMILIES = ("sd1", "sd2", "sdxl")
+# Rare words that are one token in CLIP's BPE vocabulary (and in the toy tokenizer); the first that is a single
+# token in every encoder marks the learned token's position(s).
+PLACEHOLDER_WORDS = ("sks", "zwx", "xqz", "ktn", "vlx")
 
 
 @dataclass(frozen=True)
@@ -83,3 +86,32 @@ def per_row_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor 
         return err.flatten(1).mean(1)
     w = weights.float().expand_as(err)
     return (err * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1e-8)
+
+
+def family_of_widths(widths: Sequence[int]) -> tuple[str, tuple[str, ...]]:
+    """(family, encoder names) from the text encoders' widths: two encoders = SDXL, 1024 = SD2, else SD1."""
+    if len(widths) == 2:
+        return "sdxl", ("clip_l", "clip_g")
+    return ("sd2", ("clip_h",)) if widths[0] == 1024 else ("sd1", ("clip_l",))
+
+
+def choose_placeholder(word_ids, encoder_names: Sequence[str]) -> tuple[str, dict[str, int]]:
+    """The first of PLACEHOLDER_WORDS that is a single token for every encoder. word_ids(text, enc) as in
+    `Backend.word_ids`. → (word, {encoder: token id})."""
+    for word in PLACEHOLDER_WORDS:
+        ids = {name: word_ids(word, name) for name in encoder_names}
+        if all(v is not None and len(v) == 1 for v in ids.values()):
+            return word, {k: v[0] for k, v in ids.items()}
+    raise ValueError(f"none of {PLACEHOLDER_WORDS} is a single token in this tokenizer; GFTI needs one rare "
+                     "single-token word to mark the learned token's position")
+
+
+def rows_for_memory(device: torch.device, latent_shape: Sequence[int], itemsize: int, cpu_rows: int = 64) -> int:
+    """Rows per denoiser call that fit the free accelerator memory. The 2500 × latent-size bytes-per-row
+    factor is an order-of-magnitude measure of a UNet's inference activations; the evaluator halves the
+    chunk on an out-of-memory error anyway, so this only has to be close."""
+    if device.type != "cuda":
+        return cpu_rows
+    free, _ = torch.cuda.mem_get_info(device)
+    per_row = 2500 * torch.Size(latent_shape).numel() * itemsize
+    return int(max(1, min(512, 0.6 * free // per_row)))

@@ -55,6 +55,9 @@ def render_loss_chart(history: dict[str, list[float]], width: int = 512, height:
 
 def image_grid(rows: list[list[Image.Image]], labels: list[str] | None = None, pad: int = 4) -> Image.Image:
     """Rows of equally sized images → one grid image, each row optionally labelled above."""
+    rows = [r for r in rows if r]
+    if not rows:
+        raise ValueError("image_grid needs at least one image")
     w, h = rows[0][0].size
     label_h = 14 if labels else 0
     cols = max(len(r) for r in rows)

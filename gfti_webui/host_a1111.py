@@ -69,20 +69,27 @@ def publish(path: Path, emb: Embedding) -> None:
     sd_hijack.model_hijack.embedding_db.load_textual_inversion_embeddings(force_reload=True)
 
 
-def generate(prompt: str, emb: Embedding, count: int, seed: int, resolution: int) -> list:
-    """Preview images with the webui's own txt2img, the embedding registered only for this call."""
+def txt2img(prompt: str, count: int, seed: int, resolution: int) -> list:
+    """Images from the webui's own txt2img (sampler, VAE, hires settings off); no files saved."""
     from modules import processing, shared
 
+    p = processing.StableDiffusionProcessingTxt2Img(
+        sd_model=shared.sd_model, prompt=prompt, negative_prompt="", seed=seed,
+        steps=int(shared.opts.data.get("gfti_preview_steps", 20)),
+        cfg_scale=float(shared.opts.data.get("gfti_preview_cfg", 7.0)),
+        width=resolution, height=resolution, batch_size=count, n_iter=1,
+        do_not_save_samples=True, do_not_save_grid=True)
+    try:
+        return list(processing.process_images(p).images)[:count]
+    finally:
+        p.close()
+
+
+def generate(prompt: str, emb: Embedding, count: int, seed: int, resolution: int) -> list:
+    """Preview images with the embedding registered under its (temporary) name for this call only."""
     register(emb.token, emb)
     try:
-        p = processing.StableDiffusionProcessingTxt2Img(
-            sd_model=shared.sd_model, prompt=prompt, negative_prompt="", seed=seed, steps=20, cfg_scale=7.0,
-            width=resolution, height=resolution, batch_size=count, n_iter=1,
-            do_not_save_samples=True, do_not_save_grid=True)
-        try:
-            return list(processing.process_images(p).images)[:count]
-        finally:
-            p.close()
+        return txt2img(prompt, count, seed, resolution)
     finally:
         register(emb.token, None)
 

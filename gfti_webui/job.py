@@ -17,6 +17,7 @@ from typing import Any, Callable
 from gfti_core.backend import PLACEHOLDER, Backend
 from gfti_core.chart import image_grid, render_loss_chart
 from gfti_core.config import InversionConfig
+from gfti_core.errors import GFTIError, OutputExistsError
 from gfti_core.engine import GenerationReport, RunState, final_vectors, run_generations, start_run
 from gfti_core.formats import FORMAT_SUFFIXES, FORMATS, Embedding, write_embedding
 from gfti_core.images import load_image_folder
@@ -76,10 +77,12 @@ def _typed(values: dict[str, Any], cls) -> dict[str, Any]:
 def output_path(host: Host, cfg: InversionConfig, opts: JobOptions) -> Path:
     if opts.file_format not in FORMATS:
         raise ValueError(f"file_format={opts.file_format!r} is not one of {list(FORMATS)}")
-    path = resolve_inside(host.embeddings_dir(), cfg.token, FORMAT_SUFFIXES[opts.file_format])
+    folder = Path(host.embeddings_dir())
+    if not folder.is_dir():
+        raise GFTIError(f"embeddings folder {folder} does not exist; create it or start the webui with "
+                        "--embeddings-dir pointing at an existing folder")
+    path = resolve_inside(folder, cfg.token, FORMAT_SUFFIXES[opts.file_format])
     if path.exists() and not opts.overwrite:
-        from gfti_core.errors import OutputExistsError
-
         raise OutputExistsError(f"{path} already exists; tick 'overwrite' or choose another token")
     return path
 
@@ -121,7 +124,7 @@ def preview_grid(state: RunState, host: Host, opts: JobOptions, vectors, label: 
         else f"{opts.preview_prompt} {name}"
     images = host.preview(prompt, Embedding(dict(vectors), name), opts.preview_images, state.config.seed,
                           opts.resolution)
-    return image_grid([list(images)], [label])
+    return image_grid([list(images)], [label]) if images else None
 
 
 def metadata(state: RunState, report: dict, interrupted: bool) -> dict[str, str]:

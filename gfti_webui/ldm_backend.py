@@ -18,10 +18,10 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
-from gfti_core.backend import PLACEHOLDER, EncoderSpec, eps_from_v, per_row_mse
+from gfti_core.backend import (PLACEHOLDER, EncoderSpec, choose_placeholder, eps_from_v, family_of_widths,
+                               per_row_mse, rows_for_memory)
 from gfti_core.errors import GFTIError
 
-PLACEHOLDER_WORDS = ("sks", "zwx", "xqz", "ktn", "vlx")
 EncodeFn = Callable[[list[str]], Any]                                    # prompts -> host conditioning
 EpsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Any], torch.Tensor]  # (x0, t, noise, cond) -> eps
 
@@ -36,13 +36,6 @@ class TextEncoder:
     unk_id: int | None = None
 
 
-def family_of_widths(widths: Sequence[int]) -> tuple[str, tuple[str, ...]]:
-    """(family, encoder names) from the text encoders' widths: two encoders = SDXL, 1024 = SD2, else SD1."""
-    if len(widths) == 2:
-        return "sdxl", ("clip_l", "clip_g")
-    return ("sd2", ("clip_h",)) if widths[0] == 1024 else ("sd1", ("clip_l",))
-
-
 def embedding_weight(module: torch.nn.Module) -> torch.Tensor:
     """The [V, D] table of a token-embedding module, looking through A1111/Forge wrappers (`.wrapped`)."""
     while not hasattr(module, "weight") and hasattr(module, "wrapped"):
@@ -50,7 +43,7 @@ def embedding_weight(module: torch.nn.Module) -> torch.Tensor:
     return module.weight
 
 
-def _token_embedding(encoder) -> torch.nn.Module:
+def token_embedding(encoder) -> torch.nn.Module:
     inner = getattr(encoder, "wrapped", encoder)  # A1111 hijack wrappers keep the ldm/sgm embedder here
     if hasattr(inner, "transformer"):             # HF CLIPTextModel (ldm/sgm FrozenCLIPEmbedder, Forge)
         return inner.transformer.get_input_embeddings()
@@ -72,14 +65,14 @@ def _tokenizer(encoder) -> tuple[Callable[[str], list[int]], int | None]:
 
 def text_encoder(encoder, name: str) -> TextEncoder:
     """Wrap an ldm/sgm/A1111 embedder (FrozenCLIPEmbedder, FrozenOpenCLIPEmbedder[2] or a hijack wrapper)."""
-    embedding = _token_embedding(encoder)
+    embedding = token_embedding(encoder)
     tokenize, unk = _tokenizer(encoder)
     return TextEncoder(EncoderSpec(name, int(embedding_weight(embedding).shape[1])), embedding, tokenize, unk)
 
 
 def named_encoders(embedders: Sequence[Any], make=text_encoder) -> list[TextEncoder]:
     """Name embedders by family (SD1 clip_l, SD2 clip_h, SDXL clip_l + clip_g) from their widths."""
-    widths = [int(embedding_weight(_token_embedding(e)).shape[1]) for e in embedders]
+    widths = [int(embedding_weight(token_embedding(e)).shape[1]) for e in embedders]
     _, names = family_of_widths(widths)
     return [make(e, n) for e, n in zip(embedders, names)]
 
@@ -190,15 +183,7 @@ class WebuiBackend:
         self.device, self.model_name = torch.device(device), model_name
         self._condition, self._eps, self._latents = condition, eps, latents
         self._rows, self._context = rows_per_call, context
-        self.placeholder, self._placeholder_ids = self._choose_placeholder()
-
-    def _choose_placeholder(self) -> tuple[str, dict[str, int]]:
-        for word in PLACEHOLDER_WORDS:
-            ids = {name: self.word_ids(word, name) for name in self._encoders}
-            if all(v is not None and len(v) == 1 for v in ids.values()):
-                return word, {k: v[0] for k, v in ids.items()}
-        raise GFTIError(f"none of {PLACEHOLDER_WORDS} is a single token for this model's tokenizer; GFTI needs "
-                        "one rare single-token word to mark the learned token's position")
+        self.placeholder, self._placeholder_ids = choose_placeholder(self.word_ids, list(self._encoders))
 
     def _encoder(self, name: str) -> TextEncoder:
         if name not in self._encoders:
@@ -237,13 +222,7 @@ class WebuiBackend:
         return per_row_mse(pred, noise.to(self.device), weights)
 
     def max_rows(self, latent_shape: Sequence[int]) -> int:
-        if self._rows:
-            return self._rows
-        if self.device.type != "cuda":
-            return 64
-        free, _ = torch.cuda.mem_get_info(self.device)
-        per_row = 2500 * torch.Size(latent_shape).numel() * 2  # fp16 webui weights; same measure as diffusers
-        return int(max(1, min(512, 0.6 * free // per_row)))
+        return self._rows or rows_for_memory(self.device, latent_shape, 2)  # webui weights are fp16
 
 
 def ldm_backend(model, *, condition: EncodeFn | None = None, device=None, model_name: str = "",

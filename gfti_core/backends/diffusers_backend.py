@@ -12,17 +12,10 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
-from ..backend import PLACEHOLDER, EncoderSpec, eps_from_v, per_row_mse
+from ..backend import (PLACEHOLDER, EncoderSpec, choose_placeholder, eps_from_v, family_of_widths, per_row_mse,
+                       rows_for_memory)
 
 log = logging.getLogger(__name__)
-
-PLACEHOLDER_WORDS = ("sks", "zwx", "xqz", "ktn", "vlx")
-
-
-def _family(widths: list[int]) -> tuple[str, tuple[str, ...]]:
-    if len(widths) == 2:
-        return "sdxl", ("clip_l", "clip_g")
-    return ("sd2", ("clip_h",)) if widths[0] == 1024 else ("sd1", ("clip_l",))
 
 
 @contextlib.contextmanager
@@ -57,13 +50,13 @@ class DiffusersBackend:
         self.text_encoders = [pipe.text_encoder] + ([pipe.text_encoder_2] if getattr(pipe, "text_encoder_2", None) else [])
         self.tokenizers = [pipe.tokenizer] + ([pipe.tokenizer_2] if getattr(pipe, "tokenizer_2", None) else [])
         widths = [te.get_input_embeddings().weight.shape[1] for te in self.text_encoders]
-        self.family, names = _family(widths)
+        self.family, names = family_of_widths(widths)
         self.encoders = tuple(EncoderSpec(n, w) for n, w in zip(names, widths))
         self.device, self.dtype = self.unet.device, self.unet.dtype
         self.model_name = model_name or str(getattr(pipe, "name_or_path", "") or "diffusers-model")
         self.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the training noise schedule
         self.prediction_type = pipe.scheduler.config.get("prediction_type", "epsilon")
-        self.placeholder, self._placeholder_ids = self._choose_placeholder()
+        self.placeholder, self._placeholder_ids = choose_placeholder(self.word_ids, names)
         self._rows = rows_per_call
 
     # -- vocabulary ---------------------------------------------------------------------------------------
@@ -73,14 +66,6 @@ class DiffusersBackend:
             raise KeyError(f"encoder {encoder!r} is not one of {names}")
         i = names.index(encoder)
         return self.text_encoders[i], self.tokenizers[i]
-
-    def _choose_placeholder(self) -> tuple[str, dict[str, int]]:
-        for word in PLACEHOLDER_WORDS:
-            ids = {e.name: self.word_ids(word, e.name) for e in self.encoders}
-            if all(v is not None and len(v) == 1 for v in ids.values()):
-                return word, {k: v[0] for k, v in ids.items()}
-        raise ValueError(f"none of {PLACEHOLDER_WORDS} is a single token in this tokenizer; GFTI needs one "
-                         "rare single-token word to mark the learned token's position")
 
     def token_table(self, encoder: str) -> torch.Tensor:
         te, _ = self._by_name(encoder)
@@ -135,13 +120,7 @@ class DiffusersBackend:
         return per_row_mse(pred, noise.to(self.device), weights)
 
     def max_rows(self, latent_shape: Sequence[int]) -> int:
-        if self._rows:
-            return self._rows
-        if self.device.type != "cuda":
-            return 64
-        free, _ = torch.cuda.mem_get_info(self.device)
-        per_row = 2500 * torch.Size(latent_shape).numel() * self.dtype.itemsize  # measured order of magnitude
-        return int(max(1, min(512, 0.6 * free // per_row)))
+        return self._rows or rows_for_memory(self.device, latent_shape, self.dtype.itemsize)
 
     # -- previews -----------------------------------------------------------------------------------------
     @torch.no_grad()

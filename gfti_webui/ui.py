@@ -1,0 +1,134 @@
+"""The GFTI tab (A1111 and Forge): widgets built from `InversionConfig`'s field metadata, never a positional list.
+
+Each widget is stored under its field name; the Start handler zips the names back onto the values Gradio
+passes, so adding a config field adds a widget with no change here. Webui modules are imported inside the
+functions, so this module imports without a webui (tests put fakes for `gradio`/`modules.*` in sys.modules).
+"""
+from __future__ import annotations
+
+import dataclasses
+import html
+import logging
+from typing import Any, Callable
+
+from gfti_core.config import ConfigError, field_specs
+from gfti_core.errors import GFTIError
+from gfti_core.formats import FORMATS
+
+from .job import JobOptions, run_job
+
+log = logging.getLogger(__name__)
+
+MAIN_FIELDS = ("token", "num_vectors", "init_mode", "init_text", "generations", "popsize", "sigma",
+               "samples_per_candidate", "timestep_min", "timestep_max", "templates", "seed")
+CLI_ONLY = ("checkpoint_every",)  # the tab saves no run state
+JOB_HELP = {
+    "image_folder": "folder of training images (optional <name>.txt captions beside them)",
+    "resolution": "training resolution (square crop); use the model's native size",
+    "preview_every": "show a preview grid every N generations (0 = one grid at the end)",
+    "preview_prompt": "prompt for previews; <*> is the learned token",
+    "preview_images": "images per preview grid",
+    "file_format": "embedding file format written into the webui's embeddings folder",
+    "overwrite": "replace an existing embedding file with the same token",
+}
+
+
+def label(name: str) -> str:
+    return name.replace("_", " ").capitalize()
+
+
+def widget(gr, name: str, default: Any, meta: dict):
+    """One Gradio component for a field: choices → Dropdown, bool → Checkbox, small int range → Slider,
+    other numbers → Number, text → Textbox. Bounds are checked by `InversionConfig` itself."""
+    common = {"label": label(name), "info": meta.get("help", ""), "elem_id": f"gfti_{name}"}
+    if meta.get("choices"):
+        return gr.Dropdown(choices=list(meta["choices"]), value=default, **common)
+    if isinstance(default, bool):
+        return gr.Checkbox(value=default, **common)
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if isinstance(default, int) and lo is not None and hi is not None and hi - lo <= 5000:
+        return gr.Slider(minimum=lo, maximum=hi, step=1, value=default, **common)
+    if isinstance(default, (int, float)):
+        return gr.Number(value=default, precision=0 if isinstance(default, int) else None, **common)
+    return gr.Textbox(value=default, **common)
+
+
+def job_widgets(gr) -> dict[str, Any]:
+    fields = {f.name: f.default for f in dataclasses.fields(JobOptions)}
+    meta = {k: {"help": h} for k, h in JOB_HELP.items()}
+    meta["file_format"]["choices"] = FORMATS
+    meta["resolution"].update(lo=64, hi=2048)
+    meta["preview_images"].update(lo=1, hi=8)
+    meta["preview_every"].update(lo=0, hi=1000)
+    return {name: widget(gr, name, fields[name], meta[name]) for name in fields}
+
+
+def config_widgets(gr) -> dict[str, Any]:
+    """Main fields first, the rest in one accordion per metadata group."""
+    specs = {f.name: f for f in field_specs() if f.name not in CLI_ONLY}
+    out = {n: widget(gr, n, specs[n].default, dict(specs[n].metadata)) for n in MAIN_FIELDS}
+    groups: dict[str, list] = {}
+    for name, f in specs.items():
+        if name not in out:
+            groups.setdefault(f.metadata.get("group", "other"), []).append(f)
+    for group, fs in groups.items():
+        with gr.Accordion(f"Advanced: {group}", open=False):
+            out.update({f.name: widget(gr, f.name, f.default, dict(f.metadata)) for f in fs})
+    return out
+
+
+def start_handler(names: list[str], host_factory: Callable[[], Any]) -> Callable[..., tuple]:
+    """Gradio handler: positional values → {field: value} → `run_job`. User errors become a message."""
+    def start(*values):
+        try:
+            result = run_job(dict(zip(names, values)), host_factory())
+        except (GFTIError, ConfigError, ValueError) as err:
+            return f"<p style='color:var(--error-text-color,#c00)'>GFTI: {html.escape(str(err))}</p>", None, []
+        return result.message, result.chart, result.previews
+    return start
+
+
+def current_host():
+    """The host of the running webui: Forge if its text engines exist, else A1111."""
+    from . import host_a1111, host_forge
+
+    return host_forge.host() if host_forge.is_forge() else host_a1111.host()
+
+
+def build_tab(host_factory: Callable[[], Any] = current_host):
+    """→ (gr.Blocks, {name: component}). The Start click runs under the webui's queue lock."""
+    import gradio as gr
+    from modules import call_queue, shared
+
+    with gr.Blocks(analytics_enabled=False) as tab:
+        with gr.Row():
+            with gr.Column():
+                components = job_widgets(gr)
+                components.update(config_widgets(gr))
+            with gr.Column():
+                with gr.Row():
+                    start = gr.Button("Start", variant="primary", elem_id="gfti_start")
+                    stop = gr.Button("Interrupt", elem_id="gfti_interrupt")
+                message = gr.HTML(elem_id="gfti_message")
+                chart = gr.Image(label="Loss", type="pil", interactive=False, elem_id="gfti_chart")
+                gallery = gr.Gallery(label="Previews", elem_id="gfti_previews")
+        names = list(components)
+        handler = call_queue.wrap_gradio_gpu_call(start_handler(names, host_factory), extra_outputs=[None, []])
+        start.click(fn=handler, inputs=[components[n] for n in names], outputs=[message, chart, gallery])
+        stop.click(fn=lambda: shared.state.interrupt(), inputs=[], outputs=[])
+    return tab, components
+
+
+def on_ui_tabs():
+    tab, _ = build_tab()
+    return [(tab, "GFTI", "gfti_tab")]
+
+
+def on_ui_settings():
+    from modules import shared
+
+    section = ("gfti", "GFTI")
+    shared.opts.add_option("gfti_preview_steps", shared.OptionInfo(20, "GFTI preview: sampling steps",
+                                                                   section=section))
+    shared.opts.add_option("gfti_preview_cfg", shared.OptionInfo(7.0, "GFTI preview: CFG scale",
+                                                                 section=section))

@@ -1,0 +1,122 @@
+"""The tab and the job with `gradio` and `modules.*` faked at the boundary (see docs/a1111.md for what this
+cannot exercise)."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+from PIL import Image
+
+from gfti_core.config import field_specs
+from gfti_core.formats import read_embedding
+from gfti_core.tiny import tiny_images
+from gfti_webui import ui
+from gfti_webui.job import Host, JobOptions, run_job
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_package_imports_without_a_webui():
+    for name in ("gfti_webui.ldm_backend", "gfti_webui.job", "gfti_webui.ui", "gfti_webui.host_a1111",
+                 "gfti_webui.host_forge"):
+        importlib.import_module(name)
+    assert "modules" not in sys.modules and "gradio" not in sys.modules
+
+
+def test_script_registers_tab_and_settings(fake_webui):
+    runpy.run_path(str(ROOT / "scripts" / "gfti_tab.py"))
+    assert fake_webui.calls["ui_tabs"] == [ui.on_ui_tabs]
+    fake_webui.calls["ui_settings"][0]()
+    (_, kw), = {k: v for k, v in fake_webui.calls["options"].items() if k == "gfti_preview_steps"}.values()
+    assert kw["section"] == ("gfti", "GFTI")
+
+
+def test_tab_widgets_come_from_the_config(fake_webui):
+    ((tab, title, elem_id),) = ui.on_ui_tabs()
+    assert (title, elem_id) == ("GFTI", "gfti_tab")
+    _, components = ui.build_tab(lambda: None)
+    expected = {f.name for f in field_specs()} - set(ui.CLI_ONLY) | {f.name for f in dataclasses.fields(JobOptions)}
+    assert set(components) == expected
+    assert components["init_mode"].kind == "Dropdown" and components["flip"].kind == "Checkbox"
+    assert components["num_vectors"].kwargs["maximum"] == 16
+    for f in field_specs():
+        if f.name in components:
+            assert components[f.name].kwargs["value"] == f.default
+            assert components[f.name].kwargs["info"] == f.metadata["help"]
+    assert fake_webui.calls["wrapped"] == [[None, []]] * 2  # one per build; the Start handler runs under the queue lock
+
+
+def _click(components, start_button_fn, **overrides):
+    click = start_button_fn
+    names = [c.kwargs["elem_id"][len("gfti_"):] for c in click["inputs"]]
+    values = {n: components[n].kwargs["value"] for n in names} | overrides
+    return click["fn"](*[values[n] for n in names])
+
+
+def _start_click(fake_webui, host_factory):
+    import gradio as gr  # the fake
+
+    buttons = []
+    original = gr.Button
+    gr.Button = lambda *a, **kw: buttons.append(original(*a, **kw)) or buttons[-1]
+    _, components = ui.build_tab(host_factory)
+    gr.Button = original
+    return components, buttons[0].clicks[0]
+
+
+def _image_folder(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, img in enumerate(tiny_images(2)):
+        Image.fromarray((img.permute(1, 2, 0).numpy() * 255).astype("uint8")).save(folder / f"{i}.png")
+    return folder
+
+
+def _host(fake_webui, backend, published):
+    return Host(backend=lambda res, rows: backend, state=fake_webui.state,
+                embeddings_dir=lambda: fake_webui.shared.cmd_opts.embeddings_dir,
+                publish=lambda path, emb: published.append((path, emb)),
+                preview=lambda prompt, emb, n, seed, res: published.append(("preview", prompt, emb))
+                or [Image.new("RGB", (res, res))] * n)
+
+
+def test_start_click_trains_and_saves(fake_webui, tiny_sd1, tmp_path):
+    from gfti_core.backends.diffusers_backend import DiffusersBackend
+
+    published = []
+    components, click = _start_click(fake_webui, lambda: _host(fake_webui, DiffusersBackend(tiny_sd1), published))
+    message, chart, previews = _click(
+        components, click, image_folder=str(_image_folder(tmp_path)), resolution=16.0, token="my-thing",
+        init_mode="word", generations=2.0, popsize=4, subspace_dim=4, samples_per_candidate=2, holdout_samples=2)
+    assert "Saved" in message and chart is not None, message
+    path = Path(fake_webui.shared.cmd_opts.embeddings_dir) / "my-thing.safetensors"
+    emb = read_embedding(path)
+    assert emb.vectors["clip_l"].shape == (1, 32) and emb.metadata["gfti.steps"] == "2"
+    assert [p[0] for p in published] == [path, "preview"] and len(previews) == 1
+    assert published[1][1] == "a photo of gfti-preview-my-thing"  # the placeholder names the temporary embedding
+    state = fake_webui.state
+    assert (state.job_count, state.job_no) == (2, 2) and len(state.images) == 2 and "generation 2/2" in state.textinfo
+
+
+def test_interrupt_stops_and_errors_are_messages(fake_webui, tiny_sd1, tmp_path):
+    from gfti_core.backends.diffusers_backend import DiffusersBackend
+
+    published = []
+    host = _host(fake_webui, DiffusersBackend(tiny_sd1), published)
+    fake_webui.state.interrupt()  # pressed before the first generation
+    values = {"image_folder": str(_image_folder(tmp_path)), "resolution": 16, "token": "early", "init_mode": "word",
+              "generations": 50, "popsize": 4, "subspace_dim": 4, "samples_per_candidate": 2, "holdout_samples": 2}
+    result = run_job(values, host)
+    assert result.message.startswith("Interrupted") and read_embedding(result.path).metadata["gfti.interrupted"] == "true"
+    start = ui.start_handler(list(values), lambda: host)
+    again = start(*values.values())  # same token, overwrite off
+    assert "already exists" in again[0] and again[1] is None
+    bad = start(*{**values, "token": "../escape"}.values())
+    assert "GFTI:" in bad[0]
