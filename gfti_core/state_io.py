@@ -107,6 +107,8 @@ def _validate(cfg, encoders, spec, subspace, data, history, fitness, t) -> None:
             raise ValueError(f"non-finite values in the {enc} subspace")
     if spec.dim != subspace.dim or fitness.ndim != 2 or fitness.shape[1] != spec.popsize:
         raise ValueError("optimiser settings do not match the subspace or the fitness history")
+    if not (0 < spec.sigma < float("inf")) or not np.isfinite(fitness).all():
+        raise ValueError("optimiser step size or fitness history is not a finite positive number")
     lengths = {len(v) for v in history.values()}
     if len(lengths) != 1 or fitness.shape[0] > lengths.pop():
         raise ValueError("history arrays have different lengths")

