@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -101,13 +101,40 @@ class Evaluator:
         dev = self.backend.device
         li = draw.latent_idx[sample]
         prompts = [self.data.prompts[i][j] for i, j in zip(li.tolist(), draw.prompt_idx[sample].tolist())]
-        vecs = {name: v[cand] for name, v in vectors.items()}
-        cond = self.backend.encode_text(prompts, vecs)
+        cond = self._encode_unique(prompts, cand, vectors)
         weights = None if self.data.weights is None else self.data.weights[li].to(dev)
         loss = self.backend.denoise_loss(self.data.latents[li].to(dev), draw.timesteps[sample].to(dev),
                                          draw.noise[sample].to(dev), cond, weights)
         self.forward_rows += len(prompts)
         return loss.float().cpu()
+
+
+    def _encode_unique(self, prompts: list[str], cand: torch.Tensor, vectors) -> Any:
+        """Text-encode each distinct (candidate, prompt) pair once, then gather per row: with common random
+        numbers every candidate repeats the same few prompts, and on small models the text encoder costs as
+        much as the UNet."""
+        keys = list(zip(cand.tolist(), prompts))
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}
+        if len(first) == len(keys):
+            return self.backend.encode_text(prompts, {n: v[cand] for n, v in vectors.items()})
+        unique_rows = sorted(first.values())
+        position = {keys[r]: i for i, r in enumerate(unique_rows)}
+        gather = torch.tensor([position[k] for k in keys])
+        cond = self.backend.encode_text([prompts[r] for r in unique_rows],
+                                        {n: v[cand[unique_rows]] for n, v in vectors.items()})
+        return gather_rows(cond, gather, len(unique_rows))
+
+
+def gather_rows(cond: Any, index: torch.Tensor, batch: int) -> Any:
+    """Index every batch-first tensor inside a (nested dict/list/tuple) conditioning by `index`; tensors whose
+    first dimension is not the batch (shared extras) are kept as they are."""
+    if isinstance(cond, torch.Tensor):
+        return cond[index.to(cond.device)] if cond.dim() and cond.shape[0] == batch else cond
+    if isinstance(cond, dict):
+        return {k: gather_rows(v, index, batch) for k, v in cond.items()}
+    if isinstance(cond, (list, tuple)):
+        return type(cond)(gather_rows(v, index, batch) for v in cond)
+    return cond
 
 
 class Cancelled(Exception):

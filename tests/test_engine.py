@@ -166,19 +166,19 @@ def test_auto_context_picks_the_phrase_the_model_prefers(tmp_path):
     """A backend whose loss is lowest when the prompt names the image's true background."""
     backend = FakeBackend()
     truth = ["on red", "on blue", "on red"]
-    original = backend.encode_text
+    original, seen = backend.encode_text, []
 
-    def encode(prompts, vectors):
+    def encode(prompts, vectors):  # conditioning is batch-first: the prompt travels as an index tensor
         cond = original(prompts, vectors)
-        cond["_prompts"] = list(prompts)
+        seen.extend(p for p in prompts if p not in seen)
+        cond["_prompt"] = torch.tensor([seen.index(p) for p in prompts])
         return cond
 
     def loss(latents, t, noise, cond, weights=None):
-        base = torch.zeros(latents.shape[0])
         image = latents[:, 0, 0, 0].round().long()  # image index planted into the latents below
-        for row, prompt in enumerate(cond["_prompts"]):
-            base[row] = 0.0 if prompt.endswith(truth[int(image[row])]) else 1.0
-        return base + 0.01 * noise.flatten(1).pow(2).mean(1)
+        right = [seen[int(p)].endswith(truth[int(i)]) for p, i in zip(cond["_prompt"], image)]
+        assert len(right) == latents.shape[0]
+        return 1.0 - torch.tensor(right, dtype=torch.float32) + 0.01 * noise.flatten(1).pow(2).mean(1)
 
     backend.encode_text, backend.denoise_loss = encode, loss
     backend.encode_images = lambda imgs: torch.arange(3).float().view(3, 1, 1, 1).expand(3, 4, 4, 4).clone()
