@@ -1,0 +1,50 @@
+"""GFTI Initialize Inversion: encode the training images once, choose the starting vector, build the search
+space → generation 0 of a run (GFTI_INVERSION)."""
+from __future__ import annotations
+
+import json
+import uuid
+
+from ..gfti_core.config import InversionConfig
+from ..gfti_core.engine import start_run
+from .comfy_backend import ComfyBackend
+from .config_inputs import INIT_FIELDS, config_values, inputs_for
+from .inversion import INVERSION_TYPE, Inversion, images_bchw, masks_b1hw, split_captions
+
+
+class GFTIInitializeInversion:
+    DESCRIPTION = ("Starts a gradient-free textual inversion run on the connected model: encodes the images, "
+                   "picks the starting vector and the search space. Connect it to GFTI ES Optimize Step.")
+    CATEGORY = "GFTI"
+    FUNCTION = "execute"
+    RETURN_TYPES = (INVERSION_TYPE, "STRING")
+    RETURN_NAMES = ("inversion", "init_info")
+    OUTPUT_TOOLTIPS = ("the run at generation 0", "how the starting vector was chosen (JSON)")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "the SD1.x / SD2.x / SDXL model to learn the word for"}),
+                "clip": ("CLIP", {"tooltip": "the model's text encoder (CLIP skip and CLIP LoRAs apply)"}),
+                "vae": ("VAE", {"tooltip": "the model's VAE (encodes the training images once)"}),
+                "images": ("IMAGE", {"tooltip": "3–20 images of the concept, e.g. from GFTI Load Training Images"}),
+                **inputs_for(INIT_FIELDS),
+            },
+            "optional": {
+                "masks": ("MASK", {"tooltip": "1 = subject (full weight), 0 = background (weight 0.1). ComfyUI's "
+                                   "Load Image gives 1 − alpha: invert that one first"}),
+                "captions": ("STRING", {"forceInput": True, "tooltip": "one caption per image and line (the "
+                                        "loader's captions output); used by templates=captions"}),
+            },
+        }
+
+    def execute(self, model, clip, vae, images, masks=None, captions=None, **settings):
+        cfg = InversionConfig(**config_values(settings, INIT_FIELDS))
+        backend = ComfyBackend(model, clip, vae, rows_per_call=cfg.batch_rows)
+        pixels = images_bchw(images)
+        mask = masks_b1hw(masks, pixels)
+        lines = split_captions(captions, pixels.shape[0])
+        state = start_run(backend, cfg, pixels, lines, mask)
+        inversion = Inversion(state, backend, pixels, mask, lines or [None] * pixels.shape[0], uuid.uuid4().hex)
+        return inversion, json.dumps(state.init_info, sort_keys=True)
