@@ -13,9 +13,9 @@ from .backend import PLACEHOLDER
 from .chart import image_grid, render_loss_chart, tensor_to_pil
 from .engine import RunState, final_vectors, run_generations, start_run
 from .errors import GFTIError, OutputExistsError, StateFileError
-from .formats import Embedding, describe, read_embedding, write_embedding
+from .formats import Embedding, describe, embedding_path, read_embedding, write_embedding
 from .safe_io import atomic_write
-from .state_io import load_state, save_state
+from .state_io import is_state_file, load_state, save_state
 
 log = logging.getLogger("gfti")
 
@@ -70,10 +70,7 @@ def _load_images(folder: str, backend):
 
     pipe = backend.pipe
     resolution = pipe.unet.config.sample_size * pipe.vae_scale_factor
-    image_set = load_image_folder(folder, resolution)
-    for warning in image_set.warnings:
-        log.warning("%s", warning)
-    return image_set
+    return load_image_folder(folder, resolution)  # it logs its own warnings (upscaled, animated, ...)
 
 
 def _new_or_resumed(args, backend) -> RunState:
@@ -114,11 +111,22 @@ def _run(state: RunState, backend, state_path: Path) -> RunState:
             bar.update(1)
             bar.set_postfix(best=f"{r.best_ever:.5f}", mean=f"{r.mean:.5f}")
 
+        save_state(state, state_path)  # before any generation: an unwritable folder fails now, not at the end
         while state.generation < cfg.generations and not stop[0]:
-            state = run_generations(state, backend, min(every, cfg.generations - state.generation), report,
-                                    lambda: stop[0])
-            save_state(state, state_path)
+            saved = state
+            try:
+                state = run_generations(state, backend, min(every, cfg.generations - state.generation), report,
+                                        lambda: stop[0])
+                save_state(state, state_path)
+            except GFTIError as exc:  # a diverged model, a full disk: the last checkpoint is still on disk
+                raise _kept(exc, saved, state_path) from exc
     return state
+
+
+def _kept(exc: GFTIError, state: RunState, state_path: Path) -> GFTIError:
+    """The same error, also telling where the run is kept (`state` is already saved at `state_path`)."""
+    return type(exc)(f"{exc}; the run is kept at generation {state.generation} in {state_path}, continue it with "
+                     f"--resume {state_path}")
 
 
 def _write_outputs(state: RunState, backend, args, out: Path) -> None:
@@ -147,13 +155,16 @@ def _write_preview(state: RunState, backend, vectors, count: int, path: Path) ->
 
 
 def train(args) -> int:
-    out = Path(args.out)
+    out = embedding_path(args.out, args.format)  # the name actually written: check it before any work
     _check_output_free(out, args.overwrite)
     backend, _ = _backend(args)
     state = _new_or_resumed(args, backend)
     state_path = Path(args.state or args.resume or out.with_name(out.stem + ".state.safetensors"))
     state = _run(state, backend, state_path)
-    _write_outputs(state, backend, args, out)
+    try:
+        _write_outputs(state, backend, args, out)
+    except GFTIError as exc:  # read-only or full folder, or another run took the name: the run is not lost
+        raise _kept(exc, state, state_path) from exc
     log.info("run state: %s (continue with --resume %s)", state_path, state_path)
     return 0
 
@@ -184,11 +195,8 @@ def sample(args) -> int:
 
 
 def info(args) -> int:
-    try:
+    if is_state_file(args.file):  # a damaged state must be explained as a state, not as a strange embedding
         state = load_state(args.file)
-    except StateFileError:
-        state = None
-    if state is not None:
         print(f"GFTI run state: token {state.config.token!r}, {state.family}, generation {state.generation}, "
               f"best loss {state.best_loss:.6g}, {state.forward_rows} denoiser rows")
         return 0

@@ -13,6 +13,7 @@ __all__ = [
     "UnsafeNameError",
     "OutputExistsError",
     "StateFileError",
+    "RunDivergedError",
 ]
 
 
@@ -38,3 +39,7 @@ class OutputExistsError(GFTIError):
 
 class StateFileError(GFTIError):
     """A saved optimiser/run state file is corrupt or belongs to a different run."""
+
+
+class RunDivergedError(GFTIError, FloatingPointError):
+    """Every candidate of a generation scored NaN/Inf: the model's outputs are invalid (e.g. float16 overflow)."""

@@ -38,6 +38,7 @@ __all__ = [
     "Embedding",
     "family_of",
     "family_label",
+    "embedding_path",
     "write_embedding",
     "read_embedding",
     "describe",
@@ -164,9 +165,7 @@ def write_embedding(path: os.PathLike | str, emb: Embedding, fmt: str = "safeten
     Raises `EmbeddingFileError` for an invalid embedding or a format that cannot hold it, `OutputExistsError`
     for an existing file, `GFTIError` for an unwritable folder.
     """
-    if fmt not in FORMATS:
-        raise EmbeddingFileError(f"unknown embedding format {fmt!r}; use one of {', '.join(FORMATS)}")
-    path = _with_format_suffix(Path(path), fmt)
+    path = embedding_path(path, fmt)
     vectors = {name: _clean_tensor(t) for name, t in emb.vectors.items()}
     _validate_vectors(vectors, where=f"cannot write {display_path(path)}")
     token = _writable_token(emb.token, path)
@@ -184,9 +183,12 @@ def write_embedding(path: os.PathLike | str, emb: Embedding, fmt: str = "safeten
     return atomic_write_bytes(path, data, overwrite=overwrite)
 
 
-def _with_format_suffix(path: Path, fmt: str) -> Path:
-    """Append the format's suffix unless the name already ends in an embedding suffix ("sks.v2" -> "sks.v2.pt")."""
-    suffix = FORMAT_SUFFIXES[fmt]
+def embedding_path(path: os.PathLike | str, fmt: str = "safetensors") -> Path:
+    """The path `write_embedding` writes for `path` and `fmt`: the format's suffix is appended unless the name
+    already ends in an embedding suffix ("sks.v2" -> "sks.v2.pt"); another format's suffix is refused."""
+    if fmt not in FORMATS:
+        raise EmbeddingFileError(f"unknown embedding format {fmt!r}; use one of {', '.join(FORMATS)}")
+    path, suffix = Path(path), FORMAT_SUFFIXES[fmt]
     if path.suffix.lower() not in _EMBEDDING_SUFFIXES:
         return path.with_name(path.name + suffix)
     if path.suffix.lower() != suffix:

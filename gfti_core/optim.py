@@ -15,6 +15,8 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
+from .errors import RunDivergedError
+
 log = logging.getLogger(__name__)
 
 try:  # pycma's eigendecomposition is ~10x slower with default BLAS threading next to torch
@@ -153,12 +155,12 @@ def replay(spec: OptimizerSpec, fitness_history: np.ndarray) -> Optimizer:
 
 def sanitize_fitness(f: np.ndarray) -> tuple[np.ndarray, int]:
     """Non-finite losses (a NaN from the model) rank last: they become worst-finite + 1. Returns the
-    cleaned values and how many were rejected; all-non-finite raises, since nothing can be ranked."""
+    cleaned values and how many were rejected; all-non-finite raises `RunDivergedError` (nothing can be ranked)."""
     f = np.asarray(f, dtype=np.float64).copy()
     bad = ~np.isfinite(f)
     if bad.all():
-        raise FloatingPointError("every candidate's loss was NaN/Inf: the model produced invalid outputs "
-                                 "(try float32 instead of float16, or a smaller sigma)")
+        raise RunDivergedError("every candidate's loss was NaN/Inf: the model produced invalid outputs "
+                               "(try float32 instead of float16, or a smaller sigma)")
     if bad.any():
         f[bad] = f[~bad].max() + 1.0
     return f, int(bad.sum())

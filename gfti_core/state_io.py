@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load as st_load, save as st_save
 
 from .config import InversionConfig
@@ -47,6 +48,15 @@ def save_state(state: RunState, path: str | Path) -> Path:
     path = Path(path)
     atomic_write_bytes(path, state_to_bytes(state), overwrite=True)
     return path
+
+
+def is_state_file(path: str | Path) -> bool:
+    """True if the file's header marks it as a GFTI run state, however damaged the rest of it is."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return (fh.metadata() or {}).get("gfti.state_version") is not None
+    except Exception:  # unreadable, or not safetensors at all: not recognisably a state
+        return False
 
 
 def load_state(path: str | Path) -> RunState:
