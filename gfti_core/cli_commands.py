@@ -22,14 +22,15 @@ log = logging.getLogger("gfti")
 
 @contextmanager
 def stop_on_ctrl_c() -> Iterator[list[bool]]:
-    """First Ctrl-C asks the run to stop after the current generation; a second one aborts at once."""
+    """First Ctrl-C stops the run at the next check (mid-generation work is dropped, the last complete
+    generation is saved); a second one aborts at once."""
     flag = [False]
 
     def handler(signum, frame):
         if flag[0]:
             raise KeyboardInterrupt
         flag[0] = True
-        log.warning("stopping after this generation (Ctrl-C again to abort without saving)")
+        log.warning("stopping: the last complete generation is kept and saved (Ctrl-C again to abort at once)")
 
     previous = signal.signal(signal.SIGINT, handler)
     try:

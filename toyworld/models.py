@@ -12,13 +12,13 @@ LATENT_SIZE = IMAGE_SIZE // VAE_FACTOR
 LATENT_CHANNELS = 4
 
 
-def build_vae() -> AutoencoderKL:
+def build_vae(groups: int = 32) -> AutoencoderKL:
     # Three blocks = two downsamplings: 64 px -> 16x16x4 latents.
     return AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS,
         down_block_types=("DownEncoderBlock2D",) * 3,
         up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=32,
+        block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=groups,
         sample_size=IMAGE_SIZE)
 
 
