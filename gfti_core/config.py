@@ -45,8 +45,10 @@ class InversionConfig:
                                 group="init")
     init_words: str = _opt("", "word list (one concept per line) scored by denoise-attention/clip-attention; "
                            "empty = the shipped ImageNet + style list", group="init")
-    init_temperature: float = _opt(0.02, "softmax temperature over -Δloss (denoise-attention) or cosine "
-                                   "(clip-attention); lower = sharper", lo=1e-4, hi=10.0, group="init")
+    init_temperature: float = _opt(0.25, "denoise-attention softmax temperature, in units of the scored words' "
+                                   "loss spread (std); lower = sharper", lo=1e-3, hi=100.0, group="init")
+    clip_temperature: float = _opt(0.02, "clip-attention softmax temperature over cosine similarities", lo=1e-4,
+                                   hi=10.0, group="init")
     init_top_k: int = _opt(8, "keep only the k best-scoring words in the mixture (0 = all)", lo=0, hi=5000,
                            group="init")
     init_samples: int = _opt(4, "denoising draws per image when scoring candidate words", lo=1, hi=64,

@@ -46,7 +46,7 @@ def clip_attention_init(cfg: InversionConfig, images: torch.Tensor, words: list[
         ids = tokenizer([template.format(w) for w in words], padding=True, return_tensors="pt")
         text.append(F.normalize(_features(model.get_text_features(**ids)), dim=-1))
     text = F.normalize(torch.stack(text).mean(0), dim=-1)
-    attention = torch.softmax(img @ text.T / cfg.init_temperature, dim=-1).mean(0)  # [W]
+    attention = torch.softmax(img @ text.T / cfg.clip_temperature, dim=-1).mean(0)  # [W]
     out = {}
     for enc, v in word_vecs.items():
         mix = attention @ v

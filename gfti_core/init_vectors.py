@@ -86,8 +86,10 @@ def score_words(evaluator: Evaluator, data: TrainingSet, vecs: Vectors, n: int, 
 
 
 def softmax_mixture(losses: torch.Tensor, vecs: Vectors, temperature: float, top_k: int):
-    """Weights ∝ exp(−Δ/τ) with Δ = (L − min L)/min L, the relative loss gap, over the top_k words."""
-    rel = (losses - losses.min()) / losses.min().clamp_min(1e-12)
+    """Weights ∝ exp(−Δ/τ) over the top_k words, Δ = (L − min L) / std(L). Loss gaps are measured in units of
+    the scored words' spread because most of a denoising loss is irreducible noise: raw or relative gaps
+    between words are ~1e-4 of the loss on every model, so a fixed scale would give uniform weights."""
+    rel = (losses - losses.min()) / losses.std().clamp_min(1e-12)
     order = torch.argsort(rel)
     keep = order[:top_k] if top_k > 0 else order
     weights = torch.softmax(-rel[keep] / temperature, 0)

@@ -78,7 +78,7 @@ def _tiny_clip_model(folder):
 def test_clip_attention_init_with_a_local_clip_model(tiny_sd1, tmp_path, words):
     _tiny_clip_model(tmp_path / "clip")
     state = start_run(DiffusersBackend(tiny_sd1), _cfg(init_mode="clip-attention", init_clip_model=str(tmp_path / "clip"),
-                                                       init_words=words, init_temperature=0.1), tiny_images(2))
+                                                       init_words=words, clip_temperature=0.1), tiny_images(2))
     _check(state)
     weights = [t["weight"] for t in state.init_info["top"]]
     assert abs(sum(weights) - 1) < 1e-3
