@@ -85,6 +85,10 @@ def _new_or_resumed(args, backend) -> RunState:
         cfg = config_from_args(args, state.config)
         log.info("resuming at generation %d of %d", state.generation, cfg.generations)
         return state if cfg == state.config else _replace_config(state, cfg)
+    if args.model == "toy" and args.init_words is None:  # the toy world's own words, as ImageNet's are for photos
+        from .loading import toy_model_dir
+
+        args.init_words = str(toy_model_dir().parent / "concept_words.txt")
     cfg = config_from_args(args)
     _check_token(backend, cfg.token, args.allow_existing_token)
     images = _load_images(args.images, backend)
