@@ -13,6 +13,8 @@ LATENT_CHANNELS = 4
 
 
 def build_vae(groups: int = 32) -> AutoencoderKL:
+    # groups=32 on 32 channels is per-channel normalisation, which erases absolute colour
+    # of flat images; fewer groups (e.g. 8) keep it. 32 is what the v1 model was trained with.
     # Three blocks = two downsamplings: 64 px -> 16x16x4 latents.
     return AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS,
@@ -32,14 +34,14 @@ def build_text_encoder(vocab_size: int, bos_id: int, eos_id: int, pad_id: int,
     return CLIPTextModel(config)
 
 
-def build_unet(channels=(64, 128, 128)) -> UNet2DConditionModel:
+def build_unet(channels=(64, 128, 128), groups: int = 32) -> UNet2DConditionModel:
     n = len(channels)
     return UNet2DConditionModel(
         sample_size=LATENT_SIZE, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
         down_block_types=("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1),
         block_out_channels=channels, layers_per_block=1, cross_attention_dim=TEXT_WIDTH,
-        attention_head_dim=8, norm_num_groups=32)
+        attention_head_dim=8, norm_num_groups=groups)
 
 
 def build_scheduler() -> DDPMScheduler:

@@ -41,12 +41,19 @@ def parse_args(argv=None):
     p.add_argument("--group-size", type=int, default=4, help="images per caption")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--text-dropout", type=float, default=0.1)
+    p.add_argument("--vae-groups", type=int, default=32, help="GroupNorm groups (8 keeps colour better)")
+    p.add_argument("--unet-groups", type=int, default=32)
+    p.add_argument("--logvar-init", type=float, default=None,
+                   help="initial VAE posterior log-variance (e.g. -4: less latent noise early)")
     p.add_argument("--snapshot-at", type=float, default=0.5, help="save an early copy at this fraction")
     return p.parse_args(argv)
 
 
 def train_vae(args, rng) -> torch.nn.Module:
-    vae = build_vae()
+    vae = build_vae(groups=args.vae_groups)
+    if args.logvar_init is not None:
+        with torch.no_grad():  # second half of conv_out channels is the log-variance
+            vae.encoder.conv_out.bias[vae.config.latent_channels:].fill_(args.logvar_init)
     log.info("VAE: %.2fM params, %d steps", n_params(vae) / 1e6, args.vae_steps)
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=args.vae_steps,
@@ -74,7 +81,7 @@ def cache_latents(vae, specs, args, rng) -> torch.Tensor:
     for chunk in images.split(256):
         mean = vae.encode(chunk).latent_dist.mean
         means.append(mean)
-        if len(mse) < 4:
+        if not mse:  # one chunk is enough for the log
             mse.append((vae.decode(mean).sample.clamp(-1, 1) - chunk).pow(2).mean().item())
     latents = torch.cat(means)
     scale = 1.0 / latents.std().item()
@@ -143,7 +150,7 @@ def train_diffusion(vae, tokenizer, latents, specs, args, rng, on_snapshot):
     text_encoder = build_text_encoder(len(tokenizer), tokenizer.bos_token_id,
                                       tokenizer.eos_token_id, tokenizer.pad_token_id,
                                       layers=2, intermediate=256)
-    unet = build_unet((32, 64, 128))
+    unet = build_unet((32, 64, 128), groups=args.unet_groups)
     scheduler = build_scheduler()
     log.info("text encoder %.2fM, unet %.2fM params", n_params(text_encoder) / 1e6, n_params(unet) / 1e6)
     params = list(unet.parameters()) + list(text_encoder.parameters())
