@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,17 +37,16 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from gfti_core.backends.diffusers_backend import DiffusersBackend  # noqa: E402
 from gfti_core.config import InversionConfig  # noqa: E402
 from gfti_core.engine import final_vectors, run_generations, start_run  # noqa: E402
+from gfti_core.optim import OptimizerSpec  # noqa: E402
 from gfti_core.subspace import Subspace  # noqa: E402
 from gradient_ti import gradient_ti  # noqa: E402
 
 log = logging.getLogger("toy_bench")
-FRACTIONS = (0.125, 0.25, 0.5, 1.0)
+FRACTIONS = (0.25, 0.5, 1.0)
 
 
 def concept_tensor(concept, seed):
     from toyworld.concepts import concept_images
-    import numpy as np
-
     imgs = concept_images(concept, n=6, seed=seed)
     return torch.stack([torch.from_numpy(np.asarray(i, dtype="float32") / 255).permute(2, 0, 1) for i in imgs])
 
@@ -68,12 +68,9 @@ def measure(backend, vectors, concept, n, seed, words=None):
     return out
 
 
-def gfti_curve(backend, cfg, images, budget, concept, args, transform=None):
-    state = start_run(backend, cfg, images)
-    if transform:
-        state = transform(state)
-    per_gen = cfg.popsize * cfg.samples_per_candidate
-    points, seconds, init = [], 0.0, state.subspace.origin
+def gfti_curve(backend, state, budget, concept, args):
+    per_gen = state.config.popsize * state.config.samples_per_candidate
+    points, seconds = [], 0.0
     for frac in FRACTIONS:
         target = max(1, int(budget * frac) // per_gen)
         t0 = time.perf_counter()
@@ -83,7 +80,7 @@ def gfti_curve(backend, cfg, images, budget, concept, args, transform=None):
         points.append({"rows": state.forward_rows, "seconds": round(seconds, 2),
                        "norm": float(vectors["clip_l"].norm(dim=-1).max()),
                        **measure(backend, vectors, concept, args.images, args.eval_seed)})
-    return points, init, state
+    return points
 
 
 def gradient_curve(backend, data, init, budget, concept, args, seed):
@@ -104,34 +101,52 @@ def gradient_curve(backend, data, init, budget, concept, args, seed):
     return points
 
 
+def original_space(state, tables, dim=256, popsize=20):
+    """GF-TI's recipe on top of our init: orthonormal PCA directions (a unit step has norm 1, not a token's
+    spread), sigma 1, popsize 20, e0 forced to unit norm with the vocabulary mean added, fresh noise per
+    candidate (flaws 1-4 of prior-art.md §2)."""
+    bases, origin = {}, {}
+    for enc, table in tables.items():
+        centred = table - table.mean(0)
+        _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+        bases[enc] = vh[:dim].float()
+        e0 = state.subspace.origin[enc]
+        origin[enc] = e0 / e0.norm(dim=-1, keepdim=True) + table.mean(0)
+    subspace = Subspace("pca", bases, origin)
+    cfg = dataclasses.replace(state.config, popsize=popsize, sigma=1.0, subspace_dim=dim,
+                              common_random_numbers=False)
+    spec = OptimizerSpec("cma", subspace.dim, popsize, 1.0, cfg.seed)
+    return dataclasses.replace(state, config=cfg, subspace=subspace, opt_spec=spec,
+                               opt_fitness=np.zeros((0, popsize)), live=None)
+
+
 def run_concept(backend, tables, concept, seed, args):
     from toyworld.concepts import concept_words
 
     images = concept_tensor(concept, seed)
-    base = dataclasses.replace(InversionConfig(), seed=seed, token="tok")
+    words = str(ROOT / "toyworld" / "concept_words.txt")
+    phrases = str(ROOT / "toyworld" / "context_phrases.txt")
+    base = dataclasses.replace(InversionConfig(), seed=seed, token="tok", init_words=words, context_phrases=phrases)
     result = {"concept": concept_words(concept), "seed": seed}
-    result["gfti"], init, state = gfti_curve(backend, base, images, args.budget, concept, args)
+    plain = start_run(backend, dataclasses.replace(base, auto_context=False), images)
+    context = start_run(backend, dataclasses.replace(base, auto_context=True), images)
+    result["context_phrases"] = context.init_info.get("context")
+    result["init_info"] = plain.init_info
+    init = plain.subspace.origin
     result["init"] = measure(backend, init, concept, args.images, args.eval_seed)
     result["true-words"] = measure(backend, None, concept, args.images, args.eval_seed,
                                    words=f"a {concept_words(concept)}")
-    faithful = dataclasses.replace(base, popsize=20, sigma=1.0, subspace_dim=256, common_random_numbers=False)
-    result["seed-faithful"], _, _ = gfti_curve(backend, faithful, images, args.budget, concept, args,
-                                               transform=lambda s: original_space(s, tables))
-    result["gradient-ti"] = gradient_curve(backend, state.data, init["clip_l"], args.budget, concept, args, seed)
+    runs = {"gfti": lambda: gfti_curve(backend, plain, args.budget, concept, args),
+            "gfti+context": lambda: gfti_curve(backend, context, args.budget, concept, args),
+            "seed-faithful": lambda: gfti_curve(backend, original_space(plain, tables), args.budget, concept, args),
+            "gradient-ti": lambda: gradient_curve(backend, plain.data, init["clip_l"], args.budget, concept, args,
+                                                  seed),
+            "gradient-ti+context": lambda: gradient_curve(backend, context.data, init["clip_l"], args.budget,
+                                                          concept, args, seed)}
+    for name in args.methods.split(","):
+        result[name] = runs[name]()
+        log.info("%s %s: %s", result["concept"], name, result[name][-1])
     return result
-
-
-def original_space(state, tables):
-    """GF-TI's PCA mode: orthonormal directions (a unit step has norm 1, not a token's spread), e0 forced to
-    unit norm, and the vocabulary mean added on top of it."""
-    new_bases, new_origin = {}, {}
-    for enc, table in tables.items():
-        centred = table - table.mean(0)
-        _, _, vh = torch.linalg.svd(centred, full_matrices=False)
-        new_bases[enc] = vh[: state.subspace.bases[enc].shape[0]].float()
-        e0 = state.subspace.origin[enc]
-        new_origin[enc] = e0 / e0.norm(dim=-1, keepdim=True) + table.mean(0)
-    return dataclasses.replace(state, subspace=Subspace("pca", new_bases, new_origin), live=None)
 
 
 def main() -> None:
@@ -144,18 +159,23 @@ def main() -> None:
     p.add_argument("--grad-batch", type=int, default=4)
     p.add_argument("--grad-lr", type=float, default=5e-3)
     p.add_argument("--out", default="benchmarks/results/toy")
+    p.add_argument("--methods", default="gfti,gfti+context,seed-faithful,gradient-ti,gradient-ti+context")
+    p.add_argument("--first-concept", type=int, default=0)
+    p.add_argument("--model-dir", default="", help="toy model folder (default: the shipped one)")
+    p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     from toyworld import load_pipeline
     from toyworld.concepts import HELD_OUT_CONCEPTS
 
-    backend = DiffusersBackend(load_pipeline(), model_name="gfti-toy")
+    backend = DiffusersBackend(load_pipeline(model_dir=Path(args.model_dir) if args.model_dir else None),
+                               model_name="gfti-toy")
     tables = {e.name: backend.token_table(e.name) for e in backend.encoders}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    for concept in HELD_OUT_CONCEPTS[: args.concepts]:
+    for concept in HELD_OUT_CONCEPTS[args.first_concept: args.first_concept + args.concepts]:
         for seed in range(args.seeds):
             results.append(run_concept(backend, tables, concept, seed, args))
             log.info("%s", json.dumps(results[-1]))

@@ -85,10 +85,12 @@ def _new_or_resumed(args, backend) -> RunState:
         cfg = config_from_args(args, state.config)
         log.info("resuming at generation %d of %d", state.generation, cfg.generations)
         return state if cfg == state.config else _replace_config(state, cfg)
-    if args.model == "toy" and args.init_words is None:  # the toy world's own words, as ImageNet's are for photos
+    if args.model == "toy":  # the toy world's own words and backgrounds, as ImageNet's are for photos
         from .loading import toy_model_dir
 
-        args.init_words = str(toy_model_dir().parent / "concept_words.txt")
+        toy = toy_model_dir().parent
+        args.init_words = args.init_words or str(toy / "concept_words.txt")
+        args.context_phrases = args.context_phrases or str(toy / "context_phrases.txt")
     cfg = config_from_args(args)
     _check_token(backend, cfg.token, args.allow_existing_token)
     images = _load_images(args.images, backend)

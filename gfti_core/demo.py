@@ -46,8 +46,9 @@ def run(out: Path, generations: int, preview: int) -> None:
     started = time.perf_counter()
     backend = DiffusersBackend(load_pipeline(), model_name="gfti-toy")
     images = load_image_folder(EXAMPLE_DIR, 64)
-    words = Path(EXAMPLE_DIR).parent / "concept_words.txt"
-    cfg = InversionConfig(token="gfti-demo", generations=generations, init_words=str(words))
+    toy = Path(EXAMPLE_DIR).parent
+    cfg = InversionConfig(token="gfti-demo", generations=generations, init_words=str(toy / "concept_words.txt"),
+                          context_phrases=str(toy / "context_phrases.txt"))
     log.info("concept: %s (%d images in %s); model: the embedded toy model", concept_words(DEMO_CONCEPT),
              images.images.shape[0], EXAMPLE_DIR)
     state = start_run(backend, cfg, images.images)
