@@ -91,7 +91,7 @@ def test_ctrl_c_mid_run_stops_after_the_generation_and_writes_everything(train, 
     out, state_path = tmp_path / "x.safetensors", tmp_path / "x.state.safetensors"
     handler = signal.getsignal(signal.SIGINT)
     result = train(out, "--generations", "50", "--checkpoint-every", "10")
-    assert result.code == 0 and "stopping after this generation" in result.text
+    assert result.code == 0 and "last complete generation is kept" in result.text
     generation = load_state(state_path).generation
     assert 1 <= generation <= 2 and read_embedding(out).metadata["gfti.steps"] == str(generation)
     assert signal.getsignal(signal.SIGINT) is handler  # the CLI put the previous handler back
