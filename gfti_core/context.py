@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from .backend import Backend
-from .config import ConfigError, InversionConfig
+from .config import InversionConfig
+from .init_vectors import load_word_list
 from .objective import Evaluator, TrainingSet, draw_samples, generation_generator
 
 log = logging.getLogger(__name__)
@@ -24,16 +25,7 @@ DEFAULT_PHRASES = Path(__file__).parent / "data" / "context_phrases.txt"
 
 
 def load_phrases(path: str = "") -> list[str]:
-    file = Path(path) if path else DEFAULT_PHRASES
-    try:
-        lines = file.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read context phrases {file}: {exc.strerror}; pass an existing file") from exc
-    phrases = [ln.split("#", 1)[0].strip() for ln in lines]
-    phrases = list(dict.fromkeys(p for p in phrases if p))
-    if not phrases:
-        raise ConfigError(f"{file} holds no context phrases (one per line)")
-    return phrases
+    return load_word_list(path, DEFAULT_PHRASES, "context phrase list")
 
 
 def _image_scores(evaluator: Evaluator, data: TrainingSet, index: int, phrases: list[str],

@@ -23,14 +23,17 @@ DEFAULT_WORDS = Path(__file__).parent / "data" / "concept_words.txt"
 Vectors = dict[str, torch.Tensor]  # encoder -> [N, D]
 
 
-def load_word_list(path: str | Path = "") -> list[str]:
-    path = Path(path) if path else DEFAULT_WORDS
+def load_word_list(path: str | Path = "", default: Path = DEFAULT_WORDS, what: str = "init word list") -> list[str]:
+    """One entry per line, '#' starts a comment, duplicates dropped; empty path = the shipped `default`."""
+    path = Path(path) if path else default
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise ConfigError(f"cannot read the init word list {path}: {exc.strerror}; pass an existing file") from exc
-    words = [ln.split("#", 1)[0].strip() for ln in lines]
-    return list(dict.fromkeys(w for w in words if w))
+        raise ConfigError(f"cannot read the {what} {path}: {exc.strerror}; pass an existing file") from exc
+    entries = list(dict.fromkeys(e for e in (ln.split("#", 1)[0].strip() for ln in lines) if e))
+    if not entries:
+        raise ConfigError(f"the {what} {path} is empty; put one entry per line")
+    return entries
 
 
 def word_vector(backend: Backend, tables: dict[str, torch.Tensor], text: str, encoder: str) -> torch.Tensor | None:
