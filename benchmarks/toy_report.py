@@ -1,0 +1,99 @@
+"""Turn toy_bench results (one or more results.json) into a markdown table and curve plots.
+
+    python benchmarks/toy_report.py benchmarks/results/toy*/results.json --out benchmarks/results
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+CURVES = ("gfti", "gfti+context", "seed-faithful", "gradient-ti", "gradient-ti+context")
+POINTS = ("init", "true-words")
+
+
+def load(paths):
+    results = []
+    for path in paths:
+        results += json.loads(Path(path).read_text())["results"]
+    return results
+
+
+def final(entry):
+    return entry[-1] if isinstance(entry, list) else entry
+
+
+def table(results) -> str:
+    rows = defaultdict(list)
+    for r in results:
+        for name in CURVES + POINTS:
+            if name in r:
+                rows[name].append(final(r[name]))
+    lines = ["| method | fidelity | editability | max vector norm | wall s (search) | runs |", "|---|---|---|---|---|---|"]
+    for name in CURVES + POINTS:
+        if not rows[name]:
+            continue
+        vals = rows[name]
+        mean = lambda k: sum(v.get(k, 0) for v in vals) / len(vals)  # noqa: E731
+        norm = f"{mean('norm'):.2f}" if "norm" in vals[0] else "–"
+        secs = f"{mean('seconds'):.0f}" if "seconds" in vals[0] else "–"
+        lines.append(f"| {name} | {mean('fidelity'):.2f} | {mean('editability'):.2f} | {norm} | {secs} | {len(vals)} |")
+    concepts = sorted({(r['concept'], r['seed']) for r in results})
+    lines.append("")
+    lines.append("Concepts × seeds: " + ", ".join(f"{c} (seed {s})" for c, s in concepts))
+    return "\n".join(lines)
+
+
+def per_concept(results) -> str:
+    names = [n for n in CURVES + POINTS if any(n in r for r in results)]
+    lines = ["| concept | seed | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for r in results:
+        cells = [f"{final(r[n])['fidelity']:.2f} / {final(r[n])['editability']:.2f}" if n in r else "–" for n in names]
+        lines.append(f"| {r['concept']} | {r['seed']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(results, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name in CURVES:
+        curves = [r[name] for r in results if name in r]
+        if not curves:
+            continue
+        n = min(len(c) for c in curves)
+        for ax, key in zip(axes, ("rows", "seconds")):
+            xs = [sum(c[i][key] for c in curves) / len(curves) for i in range(n)]
+            ys = [sum(c[i]["fidelity"] for c in curves) / len(curves) for i in range(n)]
+            ax.plot(xs, ys, marker="o", label=name)
+    for ax, label in zip(axes, ("UNet forward rows", "wall time of the search (s)")):
+        ax.set_xlabel(label)
+        ax.set_ylabel("fidelity")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Toy world: fidelity vs budget (mean over concepts and seeds)")
+    fig.tight_layout()
+    fig.savefig(out / "toy_fidelity_curves.png", dpi=90)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("results", nargs="+")
+    p.add_argument("--out", default="benchmarks/results")
+    args = p.parse_args()
+    results = load(args.results)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot(results, out)
+    text = table(results) + "\n\nPer concept (fidelity / editability):\n\n" + per_concept(results)
+    (out / "toy_table.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
