@@ -84,7 +84,8 @@ class DiffusersBackend:
         texts = [p.replace(PLACEHOLDER, " ".join([self.placeholder] * n)) for p in prompts]
         hidden, pooled = [], None
         for spec, te, tok in zip(self.encoders, self.text_encoders, self.tokenizers):
-            ids = tok(texts, padding="max_length", max_length=tok.model_max_length, truncation=True,
+            length = min(tok.model_max_length, te.config.max_position_embeddings)  # some tokenizer files say 8192
+            ids = tok(texts, padding="max_length", max_length=length, truncation=True,
                       return_tensors="pt").input_ids.to(self.device)
             with inject_vectors(te, ids, self._placeholder_ids[spec.name], vectors and vectors[spec.name]):
                 out = te(ids, output_hidden_states=True)

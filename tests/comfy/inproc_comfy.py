@@ -108,7 +108,7 @@ def _progress_hook(calls, interrupt_at=None):
     """What ComfyUI's main.py installs: every update is a cancel point (here: /interrupt at update k)."""
     import comfy.model_management as mm
 
-    def hook(value, total, preview):
+    def hook(value, total, preview, node_id=None):  # node_id: ComfyUI 2025-10 and later
         calls.append((value, total, preview))
         if interrupt_at is not None and len(calls) == interrupt_at:
             mm.interrupt_current_processing(True)
