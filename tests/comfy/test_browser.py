@@ -52,7 +52,8 @@ async ([workflow, values, generations, muted]) => {
 # The series web/gfti.js keeps (a module-private Map: node id -> {best, mean}), found among the page's Maps.
 CURVES = """
 function () {
-  const maps = this.filter((m) => m.size && [...m.values()].every((v) => Array.isArray(v?.best) && Array.isArray(v?.mean)));
+  const isCurve = (v) => Array.isArray(v?.best) && Array.isArray(v?.mean);
+  const maps = this.filter((m) => m.size && [...m.values()].every(isCurve));
   return maps.map((m) => Object.fromEntries([...m].map(([k, v]) => [k, {best: v.best.length, mean: v.mean.length,
                                                                       finite: v.best.every(Number.isFinite)}])));
 }
@@ -148,7 +149,8 @@ def test_frontend_loads_the_extension_and_draws_the_live_curve(server, tmp_path)
         assert responses.get(url + SCRIPT) == 200, sorted(responses)
         exceptions = [e["exceptionDetails"] for e in browser.of("Runtime.exceptionThrown")]
         assert not exceptions, exceptions
-        errors = [json.dumps(e["args"]) for e in browser.of("Runtime.consoleAPICalled") if e["type"] in ("error", "assert")]
+        errors = [json.dumps(e["args"]) for e in browser.of("Runtime.consoleAPICalled")
+                  if e["type"] in ("error", "assert")]
         errors += [json.dumps(e["entry"]) for e in browser.of("Log.entryAdded") if e["entry"]["level"] == "error"]
         assert not [e for e in errors if "gfti" in e.lower()], errors
         if errors:

@@ -146,7 +146,6 @@ def test_queue_train_save_over_http(server):
     loss = [d for k, d in messages if k == "gfti.loss"]
     assert [d["generation"] for d in loss if "generation" in d] == [1, 2] and loss[0]["node"] == "4"
     assert [d["value"] for k, d in messages if k == "progress" and d["node"] == "4"] == [1, 2]
-    assert "binary" in kinds  # the loss chart preview
     history = _get(url + f"/history/{prompt_id}")[prompt_id]
     assert history["status"]["status_str"] == "success"
     assert history["outputs"]["5"]["text"][0].startswith(f"embedding:{TOKEN}")
