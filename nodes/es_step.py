@@ -89,8 +89,6 @@ def _run(inv: Inversion, generations: int, node_id):
     bar, interrupts = ProgressBar(max(1, generations)), Interrupts()
 
     def on_generation(r: GenerationReport) -> None:
-        history["best"].append(r.best)
-        history["mean"].append(r.mean)
         send_event("gfti.loss", {"node": node_id, "run": inv.run_id, **_finite(dataclasses.asdict(r))})
         # No JPEG preview here: web/gfti.js draws the live curve on the node, and ComfyUI would draw a preview
         # image in the same place (measured in the browser test: the two charts overlapped).
