@@ -52,7 +52,8 @@ def concept_tensor(concept, seed):
 
 
 def measure(backend, vectors, concept, n, seed, words=None):
-    """→ {fidelity, editability} for vectors {enc: [N, D]} (or the concept's true words when words is set)."""
+    """→ {fidelity, editability, colour, shape} for vectors {enc: [N, D]} (or the concept's true words when
+    `words` is set). colour/shape: the share of the fidelity prompt's images with just that attribute right."""
     from toyworld.classifier import predict
 
     shape, colour = concept
@@ -65,6 +66,9 @@ def measure(backend, vectors, concept, n, seed, words=None):
         ok = [s == shape and c == colour and (key == "fidelity" or b == "green")
               for s, c, b in zip(pred["shape"], pred["colour"], pred["background"])]
         out[key] = sum(ok) / n
+        if key == "fidelity":
+            out["colour"] = sum(c == colour for c in pred["colour"]) / n
+            out["shape"] = sum(s == shape for s in pred["shape"]) / n
     return out
 
 

@@ -30,7 +30,8 @@ def table(results) -> str:
         for name in CURVES + POINTS:
             if name in r:
                 rows[name].append(final(r[name]))
-    lines = ["| method | fidelity | editability | max vector norm | wall s (search) | runs |", "|---|---|---|---|---|---|"]
+    lines = ["| method | fidelity | editability | colour right | shape right | max vector norm | wall s (search) | runs |",
+             "|---|---|---|---|---|---|---|---|"]
     for name in CURVES + POINTS:
         if not rows[name]:
             continue
@@ -38,7 +39,8 @@ def table(results) -> str:
         mean = lambda k: sum(v.get(k, 0) for v in vals) / len(vals)  # noqa: E731
         norm = f"{mean('norm'):.2f}" if "norm" in vals[0] else "–"
         secs = f"{mean('seconds'):.0f}" if "seconds" in vals[0] else "–"
-        lines.append(f"| {name} | {mean('fidelity'):.2f} | {mean('editability'):.2f} | {norm} | {secs} | {len(vals)} |")
+        lines.append(f"| {name} | {mean('fidelity'):.2f} | {mean('editability'):.2f} | {mean('colour'):.2f} | "
+                     f"{mean('shape'):.2f} | {norm} | {secs} | {len(vals)} |")
     concepts = sorted({(r['concept'], r['seed']) for r in results})
     lines.append("")
     lines.append("Concepts × seeds: " + ", ".join(f"{c} (seed {s})" for c, s in concepts))
