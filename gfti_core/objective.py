@@ -66,6 +66,9 @@ class Evaluator:
     def __init__(self, backend: Backend, data: TrainingSet, rows_per_call: int = 0,
                  should_stop: Callable[[], bool] | None = None):
         self.backend, self.data = backend, data
+        # The cached latents (and loss weights) move to the device once, not once per chunk of every generation.
+        self._latents = data.latents.to(backend.device)
+        self._weights = None if data.weights is None else data.weights.to(backend.device)
         self.rows = rows_per_call or backend.max_rows(tuple(data.latents.shape[1:]))
         self.should_stop = should_stop or (lambda: False)
         self.forward_rows = 0  # denoiser rows evaluated so far (the budget measure)
@@ -102,8 +105,9 @@ class Evaluator:
         li = draw.latent_idx[sample]
         prompts = [self.data.prompts[i][j] for i, j in zip(li.tolist(), draw.prompt_idx[sample].tolist())]
         cond = self._encode_unique(prompts, cand, vectors)
-        weights = None if self.data.weights is None else self.data.weights[li].to(dev)
-        loss = self.backend.denoise_loss(self.data.latents[li].to(dev), draw.timesteps[sample].to(dev),
+        li_dev = li.to(dev)
+        weights = None if self._weights is None else self._weights[li_dev]
+        loss = self.backend.denoise_loss(self._latents[li_dev], draw.timesteps[sample].to(dev),
                                          draw.noise[sample].to(dev), cond, weights)
         self.forward_rows += len(prompts)
         return loss.float().cpu()
