@@ -124,6 +124,18 @@ def original_space(state, tables, dim=256, popsize=20):
                                opt_fitness=np.zeros((0, popsize)), live=None)
 
 
+def parse_variant(name: str) -> dict:
+    """"gfti:norm_limit=1.5,timestep_min=200" -> config overrides, typed by the config's own defaults."""
+    _, _, spec = name.partition(":")
+    defaults = InversionConfig()
+    overrides = {}
+    for item in filter(None, spec.split(",")):
+        key, _, raw = item.partition("=")
+        kind = type(getattr(defaults, key))  # AttributeError names an unknown field
+        overrides[key] = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
+    return overrides
+
+
 def run_concept(backend, tables, concept, seed, args):
     from toyworld.concepts import concept_words
 
@@ -147,8 +159,13 @@ def run_concept(backend, tables, concept, seed, args):
                                                   seed),
             "gradient-ti+context": lambda: gradient_curve(backend, context.data, init["clip_l"], args.budget,
                                                           concept, args, seed)}
-    for name in args.methods.split(","):
-        result[name] = runs[name]()
+    for name in args.methods.split(";"):
+        if name.startswith("gfti:"):  # a configured variant, e.g. "gfti:auto_context=1,norm_limit=1.5"
+            variant = start_run(backend, dataclasses.replace(base, **parse_variant(name)), images)
+            result[name] = gfti_curve(backend, variant, args.budget, concept, args)
+            result[name + " context"] = variant.init_info.get("context")
+        else:
+            result[name] = runs[name]()
         log.info("%s %s: %s", result["concept"], name, result[name][-1])
     return result
 
@@ -163,7 +180,8 @@ def main() -> None:
     p.add_argument("--grad-batch", type=int, default=4)
     p.add_argument("--grad-lr", type=float, default=5e-3)
     p.add_argument("--out", default="benchmarks/results/toy")
-    p.add_argument("--methods", default="gfti,gfti+context,seed-faithful,gradient-ti,gradient-ti+context")
+    p.add_argument("--methods", default="gfti;gfti+context;seed-faithful;gradient-ti;gradient-ti+context",
+                   help="';'-separated; 'gfti:field=value,...' runs GFTI with those config fields changed")
     p.add_argument("--first-concept", type=int, default=0)
     p.add_argument("--model-dir", default="", help="toy model folder (default: the shipped one)")
     p.add_argument("--threads", type=int, default=2)

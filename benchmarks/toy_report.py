@@ -20,19 +20,26 @@ def load(paths):
     return results
 
 
+def curve_names(results) -> list[str]:
+    """The fixed rows, then every configured GFTI variant ("gfti:field=value,...") present."""
+    variants = sorted({k for r in results for k, v in r.items() if k.startswith("gfti:") and isinstance(v, list)})
+    return [n for n in CURVES if any(n in r for r in results)] + variants
+
+
 def final(entry):
     return entry[-1] if isinstance(entry, list) else entry
 
 
 def table(results) -> str:
     rows = defaultdict(list)
+    names = curve_names(results) + list(POINTS)
     for r in results:
-        for name in CURVES + POINTS:
+        for name in names:
             if name in r:
                 rows[name].append(final(r[name]))
     lines = ["| method | fidelity | editability | colour right | shape right | max vector norm | wall s (search) | runs |",
              "|---|---|---|---|---|---|---|---|"]
-    for name in CURVES + POINTS:
+    for name in names:
         if not rows[name]:
             continue
         vals = rows[name]
@@ -48,7 +55,7 @@ def table(results) -> str:
 
 
 def per_concept(results) -> str:
-    names = [n for n in CURVES + POINTS if any(n in r for r in results)]
+    names = curve_names(results) + [n for n in POINTS if any(n in r for r in results)]
     lines = ["| concept | seed | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for r in results:
         cells = [f"{final(r[n])['fidelity']:.2f} / {final(r[n])['editability']:.2f}" if n in r else "–" for n in names]
@@ -63,7 +70,7 @@ def plot(results, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name in CURVES:
+    for name in curve_names(results):
         curves = [r[name] for r in results if name in r]
         if not curves:
             continue

@@ -1,19 +1,30 @@
 """A loss chart drawn with Pillow alone (hosts do not all ship matplotlib): per-generation population mean,
-generation best and best-so-far, on a shared y axis."""
+generation best, and the trend (trailing average of the mean), on a shared y axis.
+
+Every generation draws its own timesteps and noise, so one generation's losses are comparable with each other
+but not with the next generation's. A "best so far" line would only track the luckiest draw; the trailing
+average of the population mean is what shows whether the search is getting anywhere."""
 from __future__ import annotations
 
 from PIL import Image, ImageDraw
 
-_COLORS = {"mean": (150, 170, 200), "best": (60, 120, 220), "best so far": (230, 90, 40)}
+_COLORS = {"mean": (150, 170, 200), "best": (60, 120, 220), "trend": (230, 90, 40)}
+TREND_WINDOW = 10
+
+
+def trailing_average(values: list[float], window: int = TREND_WINDOW) -> list[float]:
+    """Mean of the last `window` finite values at each position (NaN/inf generations are skipped)."""
+    out, recent = [], []
+    for v in values:
+        if v == v and abs(v) != float("inf"):
+            recent = (recent + [v])[-window:]
+        out.append(sum(recent) / len(recent) if recent else float("nan"))
+    return out
 
 
 def _series(history: dict[str, list[float]]) -> dict[str, list[float]]:
-    best = history.get("best", [])
-    running, low = [], float("inf")
-    for v in best:
-        low = min(low, v)
-        running.append(low)
-    return {"mean": history.get("mean", []), "best": best, "best so far": running}
+    mean = history.get("mean", [])
+    return {"mean": mean, "best": history.get("best", []), "trend": trailing_average(mean)}
 
 
 def render_loss_chart(history: dict[str, list[float]], width: int = 512, height: int = 256,
@@ -39,7 +50,7 @@ def render_loss_chart(history: dict[str, list[float]], width: int = 512, height:
     for name, s in series.items():
         pts = [xy(i, v) for i, v in enumerate(s) if v == v]
         if len(pts) > 1:
-            draw.line(pts, fill=_COLORS[name], width=2 if name == "best so far" else 1)
+            draw.line(pts, fill=_COLORS[name], width=2 if name == "trend" else 1)
         elif pts:
             draw.ellipse([pts[0][0] - 2, pts[0][1] - 2, pts[0][0] + 2, pts[0][1] + 2], fill=_COLORS[name])
     draw.text((4, top), f"{hi:.4g}", fill=(0, 0, 0))

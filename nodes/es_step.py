@@ -27,7 +27,7 @@ class GFTIESOptimizeStep:
     FUNCTION = "execute"
     RETURN_TYPES = (INVERSION_TYPE, "IMAGE")
     RETURN_NAMES = ("inversion", "loss_chart")
-    OUTPUT_TOOLTIPS = ("the run after this step", "loss per generation: mean, best and best so far")
+    OUTPUT_TOOLTIPS = ("the run after this step", "loss per generation: mean, best and the trend (10-generation average of the mean)")
 
     def __init__(self):
         self._last: tuple[Inversion, Inversion] | None = None  # (input, output) of this node's previous run

@@ -8,7 +8,7 @@ import torch
 from toyworld import MODEL_DIR
 from toyworld.classifier import WEIGHTS
 from toyworld.concepts import DEMO_CONCEPT, EXAMPLE_DIR, HELD_OUT_CONCEPTS, concept_images, concept_scenes
-from toyworld.data import training_specs
+from toyworld.data import is_held_out, partial_caption, training_specs
 from toyworld.scenes import (BACKGROUNDS, COLOURS, SHAPES, caption, render, render_scene,
                              sample_scene, to_array)
 from toyworld.tokenizer import PLACEHOLDER_WORDS, build_tokenizer, toy_words
@@ -44,7 +44,22 @@ def test_sample_scene_excludes_held_out_pairs():
     rng = np.random.default_rng(1)
     pairs = {(s.shape, s.colour) for s in (sample_scene(rng, exclude=HELD_OUT_CONCEPTS) for _ in range(2000))}
     assert not pairs & set(HELD_OUT_CONCEPTS)
-    assert not {(s, c) for s, c, _ in training_specs()} & set(HELD_OUT_CONCEPTS)
+    assert not {(s, c) for s, c, _ in training_specs(include_held_out=False)} & set(HELD_OUT_CONCEPTS)
+
+
+def test_held_out_pairs_are_drawn_but_never_named_together():
+    """The model sees purple stars, but no caption says "purple star": inversion must find the word."""
+    specs = training_specs()
+    held = [spec for spec in specs if is_held_out(spec)]
+    assert {(s, c) for s, c, _ in held} == set(HELD_OUT_CONCEPTS)
+    rng = np.random.default_rng(0)
+    seen_kinds = set()
+    for spec in held:
+        for _ in range(40):
+            words = partial_caption(spec, rng).split()
+            assert not (spec[0] in words and spec[1] in words), (spec, words)
+            seen_kinds.add((spec[0] in words, spec[1] in words))
+    assert seen_kinds == {(True, False), (False, True), (False, False)}
 
 
 def test_captions():

@@ -1,22 +1,32 @@
-"""Training data for the toy model: rendered scenes, grouped by (shape, colour, background)."""
+"""Training data for the toy model: rendered scenes, grouped by (shape, colour, background).
+
+Held-out (shape, colour) pairs are in the images but never *named* together: their captions
+say only the shape ("a star on a black background"), only the colour ("a purple shape ...")
+or neither ("an object ..."). Like a photo model that has seen a dog it has no word for, the
+model can draw the concept, and textual inversion has to find the word.
+"""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
 from .concepts import HELD_OUT_CONCEPTS
-from .scenes import BACKGROUNDS, COLOURS, SHAPES, Scene, make_scene, render_scene, sample_scene, to_array
+from .scenes import BACKGROUNDS, COLOURS, SHAPES, Scene, article, make_scene, render_scene, sample_scene, to_array
 
 
-def training_specs() -> list[tuple[str, str, str]]:
-    """All (shape, colour, background) triples the model may see: held-out pairs removed."""
+def training_specs(include_held_out: bool = True) -> list[tuple[str, str, str]]:
+    """All (shape, colour, background) triples whose images the model sees."""
     held = set(HELD_OUT_CONCEPTS)
     return [(s, c, b) for s in SHAPES for c in COLOURS for b in BACKGROUNDS
-            if (s, c) not in held and c != b]
+            if c != b and (include_held_out or (s, c) not in held)]
 
 
-def image_batch(rng: np.random.Generator, n: int, exclude=HELD_OUT_CONCEPTS) -> torch.Tensor:
-    """n random training scenes as a [n,3,64,64] tensor in [0, 1]."""
+def is_held_out(spec: tuple[str, str, str]) -> bool:
+    return (spec[0], spec[1]) in set(HELD_OUT_CONCEPTS)
+
+
+def image_batch(rng: np.random.Generator, n: int, exclude=()) -> torch.Tensor:
+    """n random scenes as a [n,3,64,64] tensor in [0, 1] (the VAE sees every pair)."""
     arrays = [to_array(render_scene(sample_scene(rng, exclude=exclude))) for _ in range(n)]
     return torch.from_numpy(np.stack(arrays))
 
@@ -34,3 +44,16 @@ def spec_scene(spec: tuple[str, str, str]) -> Scene:
     """A Scene carrying only the words of a spec (for captioning)."""
     shape, colour, background = spec
     return Scene(shape, colour, background, 32.0, 32.0, 16.0, 0.0)
+
+
+PARTIAL_OBJECTS = ("{a} {shape}", "{ac} {colour} shape", "an object")
+
+
+def partial_caption(spec: tuple[str, str, str], rng: np.random.Generator) -> str:
+    """Caption of a held-out pair that never names shape and colour together."""
+    shape, colour, background = spec
+    obj = PARTIAL_OBJECTS[int(rng.integers(len(PARTIAL_OBJECTS)))].format(
+        a=article(shape), shape=shape, ac=article(colour), colour=colour)
+    if rng.random() < 0.25:
+        return f"a photo of {obj}"
+    return f"a photo of {obj} on {article(background)} {background} background"

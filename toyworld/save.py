@@ -33,7 +33,10 @@ def write_training_md(out: Path, info: dict) -> None:
         "Written by `toyworld/train.py`; evaluation numbers are appended by `toyworld/evaluate.py`.", "",
         f"- command: `{info['command']}`",
         f"- seed: {info['seed']}; torch threads: {info['threads']} (CPU)",
-        f"- VAE steps: {info['vae_steps']} ({info['vae_minutes']} min)",
+        f"- VAE steps: {info['vae_steps']} ({info['vae_minutes']} min)"
+        + (f", fine-tuned from `{info['vae_init']}`" if info.get("vae_init") else ""),
+        f"- VAE reconstructions of held-out concepts, classifier shape+colour right: "
+        f"{info.get('vae_recon_accuracy')}",
         f"- UNet + text-encoder steps: {info['unet_steps']} (batch {info['batch']}, "
         f"{info['specs']} shape/colour/background specs x {info['per_spec']} cached images)",
         f"- total wall time: {info['wall_minutes']} min; final smoothed loss {info['final_loss']}",

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import image_batch, spec_images, spec_scene, training_specs
+from .data import image_batch, is_held_out, partial_caption, spec_images, spec_scene, training_specs
 from .models import build_scheduler, build_text_encoder, build_unet, build_vae, n_params
 from .save import save_pipeline, write_training_md
 from .scenes import random_caption
@@ -34,6 +34,9 @@ def parse_args(argv=None):
                    help="1 is faster than 2 when other jobs share the 2 cores (measured 2-4x)")
     p.add_argument("--vae-steps", type=int, default=260)
     p.add_argument("--vae-batch", type=int, default=16)
+    p.add_argument("--vae-init", default=None,
+                   help="folder of a trained toy VAE to fine-tune instead of starting from scratch")
+    p.add_argument("--vae-lr", type=float, default=1e-3)
     p.add_argument("--per-spec", type=int, default=48, help="cached images per (shape,colour,bg)")
     p.add_argument("--unet-steps", type=int, default=0, help="0: fit --unet-minutes")
     p.add_argument("--unet-minutes", type=float, default=32.0)
@@ -50,13 +53,17 @@ def parse_args(argv=None):
 
 
 def train_vae(args, rng) -> torch.nn.Module:
-    vae = build_vae(groups=args.vae_groups)
-    if args.logvar_init is not None:
+    if args.vae_init:
+        from diffusers import AutoencoderKL
+        vae = AutoencoderKL.from_pretrained(args.vae_init, local_files_only=True, torch_dtype=torch.float32)
+    else:
+        vae = build_vae(groups=args.vae_groups)
+    if args.logvar_init is not None and not args.vae_init:
         with torch.no_grad():  # second half of conv_out channels is the log-variance
             vae.encoder.conv_out.bias[vae.config.latent_channels:].fill_(args.logvar_init)
     log.info("VAE: %.2fM params, %d steps", n_params(vae) / 1e6, args.vae_steps)
-    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=args.vae_steps,
+    opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.vae_lr, total_steps=args.vae_steps,
                                                 pct_start=0.05)
     for step in range(args.vae_steps):
         x = image_batch(rng, args.vae_batch) * 2 - 1
@@ -71,6 +78,28 @@ def train_vae(args, rng) -> torch.nn.Module:
         if step % 25 == 0 or step == args.vae_steps - 1:
             log.info("vae step %d/%d loss %.4f", step, args.vae_steps, loss.item())
     return vae.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def vae_check(vae, rng, per_concept: int = 12) -> dict[str, float]:
+    """Classifier accuracy (shape and colour) on VAE reconstructions of each held-out concept.
+
+    The VAE bounds what the whole model can show: a concept it cannot reconstruct cannot
+    be generated, whatever the text says.
+    """
+    from .classifier import predict
+    from .concepts import HELD_OUT_CONCEPTS, concept_words
+
+    specs = [(s, c, b) for s, c in HELD_OUT_CONCEPTS for b in ("black", "gray", "navy", "brown")]
+    images = spec_images(specs, per_concept // 4, rng).flatten(0, 1)
+    recon = (vae.decode(vae.encode(images * 2 - 1).latent_dist.mean).sample.clamp(-1, 1) + 1) / 2
+    pred = predict(recon)
+    truth = [(s, c) for s, c, _ in specs for _ in range(per_concept // 4)]
+    right = [(s, c) == t for s, c, t in zip(pred["shape"], pred["colour"], truth)]
+    acc = {concept_words(k): float(np.mean([r for r, t in zip(right, truth) if t == k]))
+           for k in HELD_OUT_CONCEPTS}
+    log.info("VAE reconstruction, classifier shape+colour right: %s (mean %.2f)", acc, np.mean(right))
+    return acc
 
 
 @torch.no_grad()
@@ -97,7 +126,12 @@ def sample_batch(latents, specs, tokenizer, args, rng):
     captions = []
     for i in idx:
         drop = rng.random() < args.text_dropout  # empty prompt: classifier-free guidance
-        captions.append("" if drop else random_caption(spec_scene(specs[i]), rng))
+        if drop:
+            captions.append("")
+        elif is_held_out(specs[i]):
+            captions.append(partial_caption(specs[i], rng))
+        else:
+            captions.append(random_caption(spec_scene(specs[i]), rng))
     pick = rng.integers(latents.shape[1], size=(args.groups, args.group_size))
     x0 = latents[torch.as_tensor(idx)[:, None], torch.as_tensor(pick)].flatten(0, 1)
     ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True,
@@ -197,6 +231,7 @@ def main(argv=None):
     vae = train_vae(args, rng)
     t_vae = time.time() - t_start
     specs = training_specs()
+    recon_acc = vae_check(vae, np.random.default_rng(args.seed + 1))
     latents = cache_latents(vae, specs, args, rng)
 
     def snapshot(unet, text_encoder, step):
@@ -211,7 +246,8 @@ def main(argv=None):
                 seed=args.seed, vae_steps=args.vae_steps, unet_steps=steps,
                 wall_minutes=round(wall / 60, 1), vae_minutes=round(t_vae / 60, 1),
                 final_loss=round(final_loss, 4), sizes_mb=sizes, threads=args.threads,
-                batch=args.groups * args.group_size, specs=len(specs), per_spec=args.per_spec)
+                batch=args.groups * args.group_size, specs=len(specs), per_spec=args.per_spec,
+                vae_init=args.vae_init, vae_recon_accuracy=recon_acc)
     (out / "training_info.json").write_text(json.dumps(info, indent=2))
     write_training_md(out, info)
     log.info("done: %s", info)

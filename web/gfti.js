@@ -23,14 +23,21 @@ function onLoss(event) {
   app.graph?.setDirtyCanvas(true, true);
 }
 
-function runningMin(values) {
-  let low = Infinity;
-  return values.map((v) => (low = v == null ? low : Math.min(low, v)));
+// Each generation draws its own timesteps and noise, so a running minimum would only track the luckiest
+// draw; the trailing average of the population mean shows the trend (same as gfti_core/chart.py).
+const TREND_WINDOW = 10;
+
+function trailingAverage(values) {
+  let recent = [];
+  return values.map((v) => {
+    if (v != null && Number.isFinite(v)) recent = [...recent, v].slice(-TREND_WINDOW);
+    return recent.length ? recent.reduce((a, b) => a + b, 0) / recent.length : null;
+  });
 }
 
 function drawCurve(ctx, node, curve) {
   const series = [["mean", curve.mean, "#8899bb"], ["best", curve.best, "#4a7fe0"],
-                  ["best so far", runningMin(curve.best), "#e8663a"]];
+                  ["trend", trailingAverage(curve.mean), "#e8663a"]];
   const finite = series.flatMap(([, s]) => s).filter((v) => v != null && Number.isFinite(v));
   if (!finite.length) return;
   const x0 = 10, w = node.size[0] - 20, y0 = node.size[1] - CHART_HEIGHT - 6, h = CHART_HEIGHT - 18;
@@ -52,8 +59,8 @@ function drawCurve(ctx, node, curve) {
   }
   ctx.fillStyle = "#ccc";
   ctx.font = "10px sans-serif";
-  const best = runningMin(curve.best).at(-1);
-  ctx.fillText(`gen ${curve.best.length}  best ${best?.toPrecision(5)}  (${lo.toPrecision(4)}…${hi.toPrecision(4)})`,
+  const trend = trailingAverage(curve.mean).at(-1);
+  ctx.fillText(`gen ${curve.best.length}  trend ${trend?.toPrecision(5)}  (${lo.toPrecision(4)}…${hi.toPrecision(4)})`,
                x0 + 4, y0 + CHART_HEIGHT - 4);
   ctx.restore();
 }

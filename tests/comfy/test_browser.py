@@ -23,7 +23,7 @@ from test_comfy_server import TOKEN, _get, _prompt, server  # noqa: E402,F401  (
 DOCS_IMAGE = ROOT / "docs" / "img" / "comfyui_gfti.png"
 SCRIPT = "/extensions/gfti/gfti.js"  # the server fixture links the pack as custom_nodes/gfti
 
-# Before any page script: remember the chart captions web/gfti.js draws ("gen N  best …").
+# Before any page script: remember the chart captions web/gfti.js draws ("gen N  trend …").
 SPY = """
 window.__gftiChart = [];
 const fillText = CanvasRenderingContext2D.prototype.fillText;
