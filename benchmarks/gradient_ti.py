@@ -2,7 +2,7 @@
 
 The diffusers `textual_inversion.py` recipe reduced to its core: AdamW on the placeholder's embedding
 vector(s), autograd through the UNet and the text encoder, epsilon MSE at uniformly drawn timesteps, the same
-prompt templates and cached latents as GFTI. Runs on the same `DiffusersBackend` (so the same injection).
+prompt templates, cached latents and (when given) mask weights as GFTI. Runs on the same `DiffusersBackend` (so the same injection).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 
 from gfti_core.backends.diffusers_backend import DiffusersBackend, inject_vectors
-from gfti_core.backend import PLACEHOLDER
+from gfti_core.backend import PLACEHOLDER, per_row_mse
 from gfti_core.objective import TrainingSet, draw_samples
 
 
@@ -40,7 +40,9 @@ def gradient_ti(backend: DiffusersBackend, data: TrainingSet, init: torch.Tensor
         latents = data.latents[draw.latent_idx]
         x_t = backend.scheduler.add_noise(latents, draw.noise, draw.timesteps)
         pred = unet(x_t, draw.timesteps, encoder_hidden_states=cond).sample
-        loss = (pred - draw.noise).pow(2).mean()
+        # Foreground masks weight the loss exactly as in GFTI's objective (A1111's gradient TI offers the same).
+        weights = None if data.weights is None else data.weights[draw.latent_idx]
+        loss = per_row_mse(pred, draw.noise, weights).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

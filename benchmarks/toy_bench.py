@@ -124,16 +124,27 @@ def original_space(state, tables, dim=256, popsize=20):
                                opt_fitness=np.zeros((0, popsize)), live=None)
 
 
-def parse_variant(name: str) -> dict:
-    """"gfti:norm_limit=1.5,timestep_min=200" -> config overrides, typed by the config's own defaults."""
+def parse_variant(name: str) -> tuple[dict, bool]:
+    """"gfti:norm_limit=1.5,masks=1" -> (config overrides typed by the config's defaults, use masks).
+
+    masks=1 passes the generator's foreground masks, as a user's alpha channel would."""
     _, _, spec = name.partition(":")
     defaults = InversionConfig()
-    overrides = {}
+    overrides, masks = {}, False
     for item in filter(None, spec.split(",")):
         key, _, raw = item.partition("=")
+        if key == "masks":
+            masks = raw == "1"
+            continue
         kind = type(getattr(defaults, key))  # AttributeError names an unknown field
         overrides[key] = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
-    return overrides
+    return overrides, masks
+
+
+def concept_mask_tensor(concept, seed):
+    from toyworld.concepts import concept_masks
+    return torch.stack([torch.from_numpy(np.asarray(m, dtype="float32") / 255)[None]
+                        for m in concept_masks(concept, n=6, seed=seed)])
 
 
 def run_concept(backend, tables, concept, seed, args):
@@ -160,10 +171,15 @@ def run_concept(backend, tables, concept, seed, args):
             "gradient-ti+context": lambda: gradient_curve(backend, context.data, init["clip_l"], args.budget,
                                                           concept, args, seed)}
     for name in args.methods.split(";"):
-        if name.startswith("gfti:"):  # a configured variant, e.g. "gfti:auto_context=1,norm_limit=1.5"
-            variant = start_run(backend, dataclasses.replace(base, **parse_variant(name)), images)
-            result[name] = gfti_curve(backend, variant, args.budget, concept, args)
-            result[name + " context"] = variant.init_info.get("context")
+        if name.startswith(("gfti:", "gradient-ti:")):  # a variant, e.g. "gfti:auto_context=1,masks=1"
+            overrides, use_masks = parse_variant(name)
+            masks = concept_mask_tensor(concept, seed) if use_masks else None
+            variant = start_run(backend, dataclasses.replace(base, **overrides), images, masks=masks)
+            if name.startswith("gfti:"):
+                result[name] = gfti_curve(backend, variant, args.budget, concept, args)
+            else:  # gradient TI on the same training set (captions, mask weights) from the same init
+                result[name] = gradient_curve(backend, variant.data, init["clip_l"], args.budget, concept, args, seed)
+            result.setdefault("variant_context", {})[name] = variant.init_info.get("context")
         else:
             result[name] = runs[name]()
         log.info("%s %s: %s", result["concept"], name, result[name][-1])

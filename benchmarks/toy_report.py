@@ -22,7 +22,8 @@ def load(paths):
 
 def curve_names(results) -> list[str]:
     """The fixed rows, then every configured GFTI variant ("gfti:field=value,...") present."""
-    variants = sorted({k for r in results for k, v in r.items() if k.startswith("gfti:") and isinstance(v, list)})
+    variants = sorted({k for r in results for k, v in r.items()
+                       if k.startswith(("gfti:", "gradient-ti:")) and isinstance(v, list)})
     return [n for n in CURVES if any(n in r for r in results)] + variants
 
 

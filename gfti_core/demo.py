@@ -1,5 +1,6 @@
 """`make demo`: invert the shipped example concept (6 images of a purple star — a shape/colour pair the
-toy model never saw together) into a new token on the embedded toy model, on CPU, and show the result.
+toy model has drawn but never seen *named* together) into a new token on the embedded toy model, on CPU,
+and show the result.
 
 Writes into --out: the embedding, the run state, a loss-curve PNG and a grid of images made with the learned
 token next to images made from the initialisation; prints fidelity (toy classifier) before and after.
@@ -70,9 +71,11 @@ def run(out: Path, generations: int, preview: int) -> None:
     atomic_write(out / "samples.png", lambda tmp: grid.resize((grid.width * 2, grid.height * 2)).save(
         tmp, format="PNG"), overwrite=True)
     log.info("final vector: %s", choice)
+    # The concept's real words show what the model can draw at best (no token involved).
+    words = backend.generate(f"a photo of a {concept_words(DEMO_CONCEPT)}", None, num_images=preview, seed=1)
     print(f"fidelity ({concept_words(DEMO_CONCEPT)}): init {_fidelity(init, DEMO_CONCEPT):.2f} -> learned "
-          f"{_fidelity(learned, DEMO_CONCEPT):.2f}  ({preview} images each; {state.forward_rows} UNet rows, "
-          f"{time.perf_counter() - started:.0f} s)")
+          f"{_fidelity(learned, DEMO_CONCEPT):.2f}  (the true words: {_fidelity(words, DEMO_CONCEPT):.2f}; "
+          f"{preview} images each; {state.forward_rows} UNet rows, {time.perf_counter() - started:.0f} s)")
     print(f"wrote {out}/gfti-demo.safetensors, loss.png, samples.png")
 
 

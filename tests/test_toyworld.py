@@ -125,3 +125,16 @@ def test_pipeline_loads_and_generates():
     images = generate(pipe, ["a photo of a red circle"], n=1, seed=0, steps=4)
     assert images.shape == (1, 3, 64, 64)
     assert 0.0 <= images.min() and images.max() <= 1.0
+
+
+def test_concept_masks_mark_the_shape_pixels():
+    from toyworld.concepts import concept_masks
+    from toyworld.scenes import COLOURS
+
+    images, masks = concept_images(DEMO_CONCEPT, n=3), concept_masks(DEMO_CONCEPT, n=3)
+    fg = np.array(COLOURS[DEMO_CONCEPT[1]])
+    for img, mask in zip(images, masks):
+        is_fg = np.abs(np.asarray(img).astype(int) - fg).sum(-1) < 12
+        marked = np.asarray(mask) > 128
+        assert marked.mean() > 0.03
+        assert (is_fg == marked).mean() > 0.97

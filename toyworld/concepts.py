@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .scenes import BACKGROUNDS, Scene, make_scene, render_scene
+from .scenes import BACKGROUNDS, Scene, make_scene, render_mask, render_scene
 
 # One concept per shape, each colour used at most once.
 HELD_OUT_CONCEPTS = (
@@ -45,6 +45,11 @@ def concept_scenes(concept: tuple[str, str], n: int = 6, seed: int = 0) -> list[
 
 def concept_images(concept: tuple[str, str], n: int = 6, seed: int = 0) -> list[Image.Image]:
     return [render_scene(s) for s in concept_scenes(concept, n, seed)]
+
+
+def concept_masks(concept: tuple[str, str], n: int = 6, seed: int = 0) -> list[Image.Image]:
+    """Foreground masks of concept_images (same scenes): what a user's alpha channel would mark."""
+    return [render_mask(s) for s in concept_scenes(concept, n, seed)]
 
 
 def hash_words(concept: tuple[str, str]) -> int:

@@ -80,11 +80,18 @@ def _outline(shape: str, radius: float, angle: float):
 
 def render_scene(scene: Scene) -> Image.Image:
     """Render a Scene to a 64x64 RGB image."""
+    return _draw(scene, "RGB", COLOURS[scene.colour], BACKGROUNDS[scene.background])
+
+
+def render_mask(scene: Scene) -> Image.Image:
+    """The scene's foreground as a 64x64 "L" image (255 on the shape, antialiased edges)."""
+    return _draw(scene, "L", 255, 0)
+
+
+def _draw(scene: Scene, mode: str, fg, bg) -> Image.Image:
     k = SUPERSAMPLE
     size = IMAGE_SIZE * k
-    bg = BACKGROUNDS[scene.background]
-    fg = COLOURS[scene.colour]
-    img = Image.new("RGB", (size, size), bg)
+    img = Image.new(mode, (size, size), bg)
     draw = ImageDraw.Draw(img)
     cx, cy, r = scene.cx * k, scene.cy * k, scene.radius * k
     if scene.shape in ("circle", "ring"):
