@@ -69,6 +69,8 @@ def measure(backend, vectors, concept, n, seed, words=None):
         if key == "fidelity":
             out["colour"] = sum(c == colour for c in pred["colour"]) / n
             out["shape"] = sum(s == shape for s in pred["shape"]) / n
+        else:  # does the background instruction get through at all, whatever the subject?
+            out["green_background"] = sum(b == "green" for b in pred["background"]) / n
     return out
 
 
@@ -175,6 +177,9 @@ def run_concept(backend, tables, concept, seed, args):
             overrides, use_masks = parse_variant(name)
             masks = concept_mask_tensor(concept, seed) if use_masks else None
             variant = start_run(backend, dataclasses.replace(base, **overrides), images, masks=masks)
+            result.setdefault("variant_init", {})[name] = measure(backend, variant.subspace.origin, concept,
+                                                                  args.images, args.eval_seed)
+            result.setdefault("variant_init_info", {})[name] = variant.init_info
             if name.startswith("gfti:"):
                 result[name] = gfti_curve(backend, variant, args.budget, concept, args)
             else:  # gradient TI on the same training set (captions, mask weights) from the same init

@@ -38,8 +38,12 @@ def table(results) -> str:
         for name in names:
             if name in r:
                 rows[name].append(final(r[name]))
-    lines = ["| method | fidelity | editability | colour right | shape right | max vector norm | wall s (search) | runs |",
-             "|---|---|---|---|---|---|---|---|"]
+        for name, point in r.get("variant_init", {}).items():  # e0 of a variant, before any search
+            rows[f"init of {name}"].append(point)
+    names += sorted(k for k in rows if k.startswith("init of "))
+    lines = ["| method | fidelity | editability | colour right | shape right | green bg (edit prompt) | max vector norm "
+             "| wall s (search) | runs |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         if not rows[name]:
             continue
@@ -47,8 +51,9 @@ def table(results) -> str:
         mean = lambda k: sum(v.get(k, 0) for v in vals) / len(vals)  # noqa: E731
         norm = f"{mean('norm'):.2f}" if "norm" in vals[0] else "–"
         secs = f"{mean('seconds'):.0f}" if "seconds" in vals[0] else "–"
+        green = f"{mean('green_background'):.2f}" if "green_background" in vals[0] else "–"
         lines.append(f"| {name} | {mean('fidelity'):.2f} | {mean('editability'):.2f} | {mean('colour'):.2f} | "
-                     f"{mean('shape'):.2f} | {norm} | {secs} | {len(vals)} |")
+                     f"{mean('shape'):.2f} | {green} | {norm} | {secs} | {len(vals)} |")
     concepts = sorted({(r['concept'], r['seed']) for r in results})
     lines.append("")
     lines.append("Concepts × seeds: " + ", ".join(f"{c} (seed {s})" for c, s in concepts))

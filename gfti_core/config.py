@@ -72,7 +72,8 @@ class InversionConfig:
     templates: str = _opt("object", "prompt templates: object, style, or captions from .txt files beside the "
                           "images", choices=TEMPLATE_SETS, group="train")
     auto_context: bool = _opt(False, "caption each image with the context phrase the model itself finds most "
-                              "likely (e.g. its background), so the token learns the subject, not the scene",
+                              "likely (e.g. its background), so the token learns the subject, not the scene; the denoise-attention "
+                              "init is then scored again on the captioned prompts",
                               group="train")
     context_phrases: str = _opt("", "context phrase list for auto_context (one per line); empty = shipped list",
                                 group="train")

@@ -131,7 +131,17 @@ def start_run(backend: Backend, cfg: InversionConfig, images: torch.Tensor,
     origin, info = initial_vectors(backend, tables, data, cfg, evaluator, images)
     if cfg.auto_context:
         human = captions if cfg.templates == "captions" else None
-        data, info["context"] = auto_context(backend, data, origin, cfg, evaluator, cfg.flip, human)
+        data, context = auto_context(backend, data, origin, cfg, evaluator, cfg.flip, human)
+        if cfg.init_mode == "denoise-attention":
+            # Score the words again on the captioned prompts: once the context is said in words, context words
+            # ("gray", "kitchen") stop lowering the loss, so e0 no longer carries the context that would
+            # otherwise block "<tok> on a green background" (measured in docs/editability.md).
+            first, rows = info["top"], evaluator.forward_rows
+            evaluator = Evaluator(backend, data, cfg.batch_rows)  # an evaluator scores its own prompts
+            evaluator.forward_rows = rows
+            origin, info = initial_vectors(backend, tables, data, cfg, evaluator, images)
+            info["top_before_context"] = first
+        info["context"] = context
     subspace = build_subspace(cfg.subspace, tables, origin, k=cfg.subspace_dim, scale=cfg.subspace_scale,
                               sigma=cfg.sigma, seed=cfg.seed, norm_limit=cfg.norm_limit)
     spec = OptimizerSpec(cfg.optimizer, subspace.dim, cfg.popsize, cfg.sigma, cfg.seed)

@@ -189,3 +189,40 @@ def test_auto_context_picks_the_phrase_the_model_prefers(tmp_path):
     state = start_run(backend, cfg, torch.rand(3, 3, 8, 8))
     assert state.init_info["context"] == truth
     assert all(p.endswith(truth[i]) for i, opts in enumerate(state.data.prompts) for p in opts)
+
+
+def test_auto_context_rescoring_drops_context_words_from_e0(tmp_path):
+    """Images explained by "cat" + the context word "red": without captions e0 mixes in "red"; once the
+    context is said in the prompt, the re-scored e0 leans on "cat" alone (docs/editability.md)."""
+    backend = FakeBackend()
+    red = backend.table[backend.word_ids("red", "clip_l")[0]]
+    cat = backend.table[7]
+    original, seen = backend.encode_text, []
+
+    def encode(prompts, vectors):
+        cond = original(prompts, vectors)
+        seen.extend(p for p in prompts if p not in seen)
+        cond["_prompt"] = torch.tensor([seen.index(p) for p in prompts])
+        return cond
+
+    def loss(latents, t, noise, cond, weights=None):
+        prompts = [seen[int(p)] for p in cond["_prompt"]]
+        c = cond["clip_l"]
+        said = torch.tensor([p.endswith("on red") for p in prompts])
+        target = torch.where(said[:, None], cat, (cat + red) / 2)
+        wrong = torch.tensor([p.endswith("on blue") for p in prompts], dtype=torch.float32)
+        return (c - target).pow(2).sum(1) + wrong + 0.001 * noise.flatten(1).pow(2).mean(1)
+
+    backend.encode_text, backend.denoise_loss = encode, loss
+    words, phrases = tmp_path / "w.txt", tmp_path / "p.txt"
+    words.write_text("cat\nred\n" + "\n".join(f"w{i}" for i in range(10)) + "\n")
+    phrases.write_text("on red\non blue\n")
+    cfg = _cfg(init_mode="denoise-attention", init_words=str(words), init_top_k=4, auto_context=True,
+               context_phrases=str(phrases), flip=False)
+    state = start_run(backend, cfg, IMAGES)
+    assert set(state.init_info["context"]) == {"on red"}
+    weight = lambda top, w: sum(t["weight"] for t in top if t["word"] == w)  # noqa: E731
+    before, after = state.init_info["top_before_context"], state.init_info["top"]
+    assert weight(before, "red") > 0.2, before
+    assert weight(after, "red") < weight(before, "red") / 2, (before, after)
+    assert after[0]["word"] == "cat"
