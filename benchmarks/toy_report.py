@@ -69,6 +69,28 @@ def per_concept(results) -> str:
     return "\n".join(lines)
 
 
+def context_accuracy(results) -> str:
+    """How often auto context named an image's true background (the generator knows it)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from toyworld.concepts import concept_scenes
+    from toyworld.scenes import article
+
+    tally = defaultdict(lambda: [0, 0])
+    for r in results:
+        concept = tuple(reversed(r["concept"].split()))  # "purple star" -> ("star", "purple")
+        truth = [f"on {article(s.background)} {s.background} background" for s in concept_scenes(concept, 6, r["seed"])]
+        for name, chosen in (r.get("variant_context") or {}).items():
+            if chosen:
+                tally[name][0] += sum(c == t for c, t in zip(chosen, truth))
+                tally[name][1] += len(truth)
+    if not tally:
+        return ""
+    return "Auto context named the true background: " + "; ".join(
+        f"{name}: {right}/{total}" for name, (right, total) in sorted(tally.items()))
+
+
 def plot(results, out: Path) -> None:
     import matplotlib
 
@@ -85,6 +107,11 @@ def plot(results, out: Path) -> None:
             xs = [sum(c[i][key] for c in curves) / len(curves) for i in range(n)]
             ys = [sum(c[i]["fidelity"] for c in curves) / len(curves) for i in range(n)]
             ax.plot(xs, ys, marker="o", label=name)
+    for name, style in (("init", ":"), ("true-words", "--")):  # where the search starts, and the model's ceiling
+        points = [r[name]["fidelity"] for r in results if name in r]
+        if points:
+            for ax in axes:
+                ax.axhline(sum(points) / len(points), color="gray", linestyle=style, label=f"{name} (no search)")
     for ax, label in zip(axes, ("UNet forward rows", "wall time of the search (s)")):
         ax.set_xlabel(label)
         ax.set_ylabel("fidelity")
@@ -106,6 +133,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     plot(results, out)
     text = table(results) + "\n\nPer concept (fidelity / editability):\n\n" + per_concept(results)
+    text += "\n\n" + context_accuracy(results)
     (out / "toy_table.md").write_text(text + "\n")
     print(text)
 
