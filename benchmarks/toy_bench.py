@@ -1,6 +1,6 @@
 """Toy-world benchmark: does the learned token reproduce the concept, and does it still obey the prompt?
 
-For each held-out concept (a shape/colour pair the toy model never saw together) and seed, every method
+For each held-out concept (a shape/colour pair the toy model has drawn but never seen named together) and seed, every method
 gets the same 6 images and the same budget of UNet forward rows:
 
 * gfti          — GFTI with the engine's defaults
@@ -14,8 +14,9 @@ fidelity    = share of images for "a photo of <tok>" whose shape and colour the 
               concept; editability = share of "a photo of <tok> on a green background" images with the right
               shape, colour AND a green background (no training image has a green background).
 
-    python benchmarks/toy_bench.py --out benchmarks/results/toy            # full table + curves
+    bash benchmarks/run_toy_suite.sh benchmarks/results/v3_main "gfti;seed-faithful;gradient-ti" 4096 1
     python benchmarks/toy_bench.py --concepts 2 --seeds 1 --budget 4096     # quick look
+    python benchmarks/toy_bench.py --methods "gfti;gfti:auto_context=1,masks=1"   # configured variants
 """
 from __future__ import annotations
 
