@@ -1,7 +1,8 @@
 """Gradient textual inversion, for comparison only (benchmark code, not part of the product).
 
 The diffusers `textual_inversion.py` recipe reduced to its core: AdamW on the placeholder's embedding
-vector(s), autograd through the UNet and the text encoder, epsilon MSE at uniformly drawn timesteps, the same
+vector(s), autograd through the UNet and the text encoder, the MSE of the model's own target (ε, or v for
+v-models, like GFTI's objective) at uniformly drawn timesteps, the same
 prompt templates, cached latents and (when given) mask weights as GFTI. Runs on the same `DiffusersBackend` (so the same injection).
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Callable
 import torch
 
 from gfti_core.backends.diffusers_backend import DiffusersBackend, inject_vectors
-from gfti_core.backend import PLACEHOLDER, per_row_mse
+from gfti_core.backend import PLACEHOLDER, per_row_mse, v_target
 from gfti_core.objective import TrainingSet, draw_samples
 
 
@@ -42,7 +43,10 @@ def gradient_ti(backend: DiffusersBackend, data: TrainingSet, init: torch.Tensor
         pred = unet(x_t, draw.timesteps, encoder_hidden_states=cond).sample
         # Foreground masks weight the loss exactly as in GFTI's objective (A1111's gradient TI offers the same).
         weights = None if data.weights is None else data.weights[draw.latent_idx]
-        loss = per_row_mse(pred, draw.noise, weights).mean()
+        target = draw.noise
+        if backend.prediction_type == "v_prediction":
+            target = v_target(latents, draw.noise, backend.scheduler.alphas_cumprod[draw.timesteps])
+        loss = per_row_mse(pred, target, weights).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -1,6 +1,6 @@
 """Toy-world benchmark: does the learned token reproduce the concept, and does it still obey the prompt?
 
-For each held-out concept (a shape/colour pair the toy model has drawn but never seen named together) and seed, every method
+For each benchmark concept (a shape/colour pair the toy vocabulary has no single word for) and seed, every method
 gets the same 6 images and the same budget of UNet forward rows:
 
 * gfti          — GFTI with the engine's defaults
@@ -196,6 +196,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--concepts", type=int, default=6)
     p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds run: first-seed .. first-seed+seeds-1")
     p.add_argument("--budget", type=int, default=16384, help="UNet forward rows per method")
     p.add_argument("--images", type=int, default=16, help="generated images per measurement")
     p.add_argument("--eval-seed", type=int, default=1234)
@@ -220,7 +221,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for concept in HELD_OUT_CONCEPTS[args.first_concept: args.first_concept + args.concepts]:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             results.append(run_concept(backend, tables, concept, seed, args))
             log.info("%s", json.dumps(results[-1]))
             (out / "results.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1))

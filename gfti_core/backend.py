@@ -56,8 +56,10 @@ class Backend(Protocol):
 
     def denoise_loss(self, latents: torch.Tensor, timesteps: torch.Tensor, noise: torch.Tensor,
                      cond: Any, weights: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-row epsilon MSE [B] (float32) of x_t = add_noise(latents, noise, timesteps) under `cond`;
-        `weights` [B, 1, h, w] (optional) weights the squared error per latent pixel (foreground masks)."""
+        """Per-row MSE [B] (float32) of the denoiser at x_t = add_noise(latents, noise, timesteps) under `cond`,
+        against the model's own training target: ε for ε-models, v for v-models (the loss diffusers', A1111's
+        and kohya's trainers use; see `sigma_space_mse`). `weights` [B, 1, h, w] (optional) weights the squared
+        error per latent pixel (foreground masks)."""
 
     def max_rows(self, latent_shape: Sequence[int]) -> int:
         """How many rows one `encode_text` + `denoise_loss` call may take without running out of memory."""
@@ -72,10 +74,23 @@ class PreviewBackend(Backend, Protocol):
         """Images [num_images, 3, H, W] in [0, 1]. vectors[enc] is [N, D] (None: prompt without the slot)."""
 
 
-def eps_from_v(v_pred: torch.Tensor, x_t: torch.Tensor, alphas_cumprod_t: torch.Tensor) -> torch.Tensor:
-    """Convert a v-prediction to a noise prediction: eps = sqrt(ā)·v + sqrt(1-ā)·x_t (ā per row)."""
-    a = alphas_cumprod_t.to(x_t.dtype).view(-1, *([1] * (x_t.dim() - 1)))
-    return a.sqrt() * v_pred + (1 - a).sqrt() * x_t
+def v_target(latents: torch.Tensor, noise: torch.Tensor, alphas_cumprod_t: torch.Tensor) -> torch.Tensor:
+    """The v-prediction target v = sqrt(ā)·ε − sqrt(1-ā)·x0 (ā per row)."""
+    a = alphas_cumprod_t.to(latents.dtype).view(-1, *([1] * (latents.dim() - 1)))
+    return a.sqrt() * noise - (1 - a).sqrt() * latents
+
+
+def sigma_space_mse(x0: torch.Tensor, noise: torch.Tensor, x_in: torch.Tensor, denoised: torch.Tensor,
+                    sigma: torch.Tensor, v_prediction: bool, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """`denoise_loss` for hosts whose UNet wrapper returns x0 at x_in = x0 + σ·ε (ComfyUI, Forge).
+
+    ε-models: the ε-MSE, ε̂ = (x_in − x̂0)/σ. v-models: the v-MSE, which is (1+σ²)/σ² times the x0-MSE
+    (v error = −sqrt(1+σ²)/σ · x0 error); computed from x0 because the ε form loses precision at high noise,
+    where a v-model's prompt decides layout and colour."""
+    s = sigma.float().view(-1, 1, 1, 1)
+    if v_prediction:
+        return per_row_mse(denoised, x0, weights) * ((1 + s ** 2) / s ** 2).flatten()
+    return per_row_mse((x_in.float() - denoised.float()) / s, noise, weights)
 
 
 def per_row_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:

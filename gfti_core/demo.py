@@ -1,9 +1,11 @@
-"""`make demo`: invert the shipped example concept (6 images of a purple star — a shape/colour pair the
-toy model has drawn but never seen *named* together) into a new token on the embedded toy model, on CPU,
-and show the result.
+"""`make demo`: invert the shipped example concept (6 images of a purple star — a shape/colour pair for which
+the toy model's vocabulary has no single word) into a new token on the embedded toy model, on CPU, and show
+the result.
 
 Writes into --out: the embedding, the run state, a loss-curve PNG and a grid of images made with the learned
-token next to images made from the initialisation; prints fidelity (toy classifier) before and after.
+token next to images made from the initialisation and the learned token in a new context ("on a green
+background", a background none of the six images has); prints fidelity and editability (toy classifier)
+before and after.
 """
 from __future__ import annotations
 
@@ -27,11 +29,17 @@ from .state_io import save_state
 log = logging.getLogger("gfti.demo")
 
 
-def _fidelity(images: torch.Tensor, concept: tuple[str, str]) -> float:
+EDIT = " on a green background"  # no example image has a green background: a new context for the token
+
+
+def _share_right(images: torch.Tensor, concept: tuple[str, str], background: str | None = None) -> float:
+    """Share of images whose shape and colour (and background, when given) the toy classifier finds right."""
     from toyworld.classifier import predict
 
     pred = predict(images)
-    return sum(s == concept[0] and c == concept[1] for s, c in zip(pred["shape"], pred["colour"])) / len(images)
+    hits = [s == concept[0] and c == concept[1] and background in (None, b)
+            for s, c, b in zip(pred["shape"], pred["colour"], pred["background"])]
+    return sum(hits) / len(images)
 
 
 def _progress(report) -> None:
@@ -66,16 +74,24 @@ def run(out: Path, generations: int, preview: int) -> None:
     prompt = f"a photo of {PLACEHOLDER}"
     learned = backend.generate(prompt, vectors, num_images=preview, seed=1)
     init = backend.generate(prompt, state.subspace.origin, num_images=preview, seed=1)
-    grid = image_grid([tensor_to_pil(learned), tensor_to_pil(init)],
-                      ["learned token: a photo of <gfti-demo>", "initialisation"])
+    edited = backend.generate(prompt + EDIT, vectors, num_images=preview, seed=1)
+    init_edited = backend.generate(prompt + EDIT, state.subspace.origin, num_images=preview, seed=1)
+    grid = image_grid([tensor_to_pil(learned), tensor_to_pil(init), tensor_to_pil(edited)],
+                      ["learned token: a photo of <gfti-demo>", "initialisation",
+                       "learned token:" + EDIT])
     atomic_write(out / "samples.png", lambda tmp: grid.resize((grid.width * 2, grid.height * 2)).save(
         tmp, format="PNG"), overwrite=True)
     log.info("final vector: %s", choice)
     # The concept's real words show what the model can draw at best (no token involved).
-    words = backend.generate(f"a photo of a {concept_words(DEMO_CONCEPT)}", None, num_images=preview, seed=1)
-    print(f"fidelity ({concept_words(DEMO_CONCEPT)}): init {_fidelity(init, DEMO_CONCEPT):.2f} -> learned "
-          f"{_fidelity(learned, DEMO_CONCEPT):.2f}  (the true words: {_fidelity(words, DEMO_CONCEPT):.2f}; "
-          f"{preview} images each; {state.forward_rows} UNet rows, {time.perf_counter() - started:.0f} s)")
+    true_words = f"a photo of a {concept_words(DEMO_CONCEPT)}"
+    words = backend.generate(true_words, None, num_images=preview, seed=1)
+    words_edited = backend.generate(true_words + EDIT, None, num_images=preview, seed=1)
+    fidelity = [_share_right(x, DEMO_CONCEPT) for x in (init, learned, words)]
+    editability = [_share_right(x, DEMO_CONCEPT, "green") for x in (init_edited, edited, words_edited)]
+    for name, (before, after, ceiling) in (("fidelity", fidelity), ("editability", editability)):
+        print(f"{name} ({concept_words(DEMO_CONCEPT)}): init {before:.2f} -> learned {after:.2f}  "
+              f"(the true words: {ceiling:.2f}; {preview} images each)")
+    print(f"{state.forward_rows} UNet rows, {time.perf_counter() - started:.0f} s")
     print(f"wrote {out}/gfti-demo.safetensors, loss.png, samples.png")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from gfti_core.backend import EncoderSpec, family_of_widths
+from gfti_core.backend import EncoderSpec, family_of_widths, sigma_space_mse
 from gfti_core.formats import Embedding
 
 from .host_a1111 import conditioning, embedding_data
@@ -39,13 +39,14 @@ def engine_encoders(model) -> list[TextEncoder]:
     return out
 
 
-def forge_eps(model):
-    """Sigma-space loss of hosts.md §3.6: x_in = x0 + σε, den = apply_model (x0), eps = (x_in − den)/σ."""
+def forge_loss(model):
+    """Sigma-space loss of hosts.md §3.6: x_in = x0 + σε, den = apply_model (x0); ε- or v-MSE by the
+    predictor's type (`sigma_space_mse`)."""
     from backend import memory_management
 
     unet = model.forge_objects_original.unet  # forge_objects may still carry a LoRA
 
-    def eps(x0, t, noise, cond):
+    def loss(x0, t, noise, cond, weights):
         need = unet.model.memory_required([x0.shape[0]] + list(x0.shape[1:]))
         memory_management.load_models_gpu([unet], memory_required=need)
         km = unet.model
@@ -55,8 +56,10 @@ def forge_eps(model):
         parts = cond if isinstance(cond, dict) else {"crossattn": cond}
         den = km.apply_model(x_in, sigma, c_crossattn=parts["crossattn"], y=parts.get("vector"),
                              transformer_options={})
-        return (x_in - den.float()) / s4
-    return eps
+        # Forge's k_prediction.Prediction keeps its type as a string ("epsilon", "v_prediction", ...).
+        v = str(getattr(km.predictor, "prediction_type", "epsilon")).startswith("v")
+        return sigma_space_mse(x0, noise, x_in, den.float(), sigma, v, weights)
+    return loss
 
 
 def forge_latents(model):
@@ -79,7 +82,7 @@ def backend(resolution: int, rows_per_call: int = 0) -> WebuiBackend:
     sd_models.forge_model_reload()
     model = shared.sd_model
     return WebuiBackend(encoders=engine_encoders(model), condition=conditioning(model, resolution),
-                        eps=forge_eps(model), latents=forge_latents(model),
+                        loss=forge_loss(model), latents=forge_latents(model),
                         device=memory_management.get_torch_device(),
                         model_name=getattr(getattr(model, "sd_checkpoint_info", None), "name", "") or "forge-model",
                         rows_per_call=rows_per_call, context=torch.inference_mode)

@@ -18,12 +18,13 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
-from gfti_core.backend import (PLACEHOLDER, EncoderSpec, choose_placeholder, eps_from_v, family_of_widths,
-                               per_row_mse, rows_for_memory)
+from gfti_core.backend import (PLACEHOLDER, EncoderSpec, choose_placeholder, family_of_widths,
+                               per_row_mse, rows_for_memory, v_target)
 from gfti_core.errors import GFTIError
 
 EncodeFn = Callable[[list[str]], Any]                                    # prompts -> host conditioning
-EpsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Any], torch.Tensor]  # (x0, t, noise, cond) -> eps
+# (x0, t, noise, cond, weights) -> per-row MSE against the model's own target (ε or v), see Backend.denoise_loss
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Any, Any], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -104,41 +105,39 @@ def inject(module: torch.nn.Module, placeholder_id: int, vectors: torch.Tensor |
         handle.remove()
 
 
-# -- denoisers: (x0, t, noise, cond) -> epsilon prediction -----------------------------------------------------
+# -- denoising losses: (x0, t, noise, cond, weights) -> per-row MSE against the model's own target ----------
 
 def _unet_dtype(module: torch.nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
 
 
-def ldm_eps(model) -> EpsFn:
-    """ldm `LatentDiffusion` (A1111 SD1/SD2): x_t = q_sample, out = apply_model; v-pred converted to eps."""
+def ldm_loss(model) -> LossFn:
+    """ldm `LatentDiffusion` (A1111 SD1/SD2): x_t = q_sample, out = apply_model, target ε or v (`get_v`)."""
     if model.parameterization not in ("eps", "v"):
         raise GFTIError(f"model parameterization {model.parameterization!r} is not supported; GFTI needs an "
                         "eps- or v-prediction model")
 
-    def eps(x0, t, noise, cond):
+    def loss(x0, t, noise, cond, weights):
         x_t = model.q_sample(x0, t, noise)
         dtype = _unet_dtype(model.model)
         out = model.apply_model(x_t.to(dtype), t, _cast(cond, dtype))
-        if model.parameterization == "v":
-            return eps_from_v(out.float(), x_t.float(), model.alphas_cumprod.to(t.device)[t].float())
-        return out
-    return eps
+        target = model.get_v(x0, noise, t) if model.parameterization == "v" else noise
+        return per_row_mse(out, target, weights)
+    return loss
 
 
-def sgm_eps(model) -> EpsFn:
+def sgm_loss(model) -> LossFn:
     """sgm `DiffusionEngine` as A1111 extends it (SDXL): `alphas_cumprod`, `apply_model(x, t, {crossattn,
     vector})`, `parameterization` set by A1111 from the denoiser scaling."""
-    def eps(x0, t, noise, cond):
+    def loss(x0, t, noise, cond, weights):
         ac = model.alphas_cumprod.to(x0.device)[t].float()
         a = ac.view(-1, 1, 1, 1)
         x_t = a.sqrt() * x0.float() + (1 - a).sqrt() * noise.float()
         dtype = _unet_dtype(model.model)
         out = model.apply_model(x_t.to(dtype), t, _cast(cond, dtype))
-        if getattr(model, "parameterization", "eps") == "v":
-            return eps_from_v(out.float(), x_t, ac)
-        return out
-    return eps
+        v = getattr(model, "parameterization", "eps") == "v"
+        return per_row_mse(out, v_target(x0.float(), noise.float(), ac) if v else noise, weights)
+    return loss
 
 
 def _cast(cond, dtype):
@@ -174,14 +173,14 @@ class WebuiBackend:
 
     `context` wraps every forward pass (A1111: `devices.autocast()`); `device` is where inputs go."""
 
-    def __init__(self, *, encoders: Sequence[TextEncoder], condition: EncodeFn, eps: EpsFn,
+    def __init__(self, *, encoders: Sequence[TextEncoder], condition: EncodeFn, loss: LossFn,
                  latents: Callable[[torch.Tensor], torch.Tensor], device: torch.device, model_name: str,
                  rows_per_call: int = 0, context: Callable[[], Any] = contextlib.nullcontext):
         self._encoders = {e.spec.name: e for e in encoders}
         self.family, _ = family_of_widths([e.spec.width for e in encoders])
         self.encoders = tuple(e.spec for e in encoders)
         self.device, self.model_name = torch.device(device), model_name
-        self._condition, self._eps, self._latents = condition, eps, latents
+        self._condition, self._loss, self._latents = condition, loss, latents
         self._rows, self._context = rows_per_call, context
         self.placeholder, self._placeholder_ids = choose_placeholder(self.word_ids, list(self._encoders))
 
@@ -218,8 +217,8 @@ class WebuiBackend:
     def denoise_loss(self, latents, timesteps, noise, cond, weights=None) -> torch.Tensor:
         t = timesteps.to(self.device).long()
         with self._context():
-            pred = self._eps(latents.to(self.device).float(), t, noise.to(self.device).float(), cond)
-        return per_row_mse(pred, noise.to(self.device), weights)
+            return self._loss(latents.to(self.device).float(), t, noise.to(self.device).float(), cond,
+                              None if weights is None else weights.to(self.device))
 
     def max_rows(self, latent_shape: Sequence[int]) -> int:
         return self._rows or rows_for_memory(self.device, latent_shape, 2)  # webui weights are fp16
@@ -233,7 +232,7 @@ def ldm_backend(model, *, condition: EncodeFn | None = None, device=None, model_
     device = device or next(model.model.parameters()).device
     return WebuiBackend(encoders=named_encoders(embedders),
                         condition=condition or model.get_learned_conditioning,
-                        eps=sgm_eps(model) if sdxl else ldm_eps(model),
+                        loss=sgm_loss(model) if sdxl else ldm_loss(model),
                         latents=sgm_latents(model) if sdxl else ldm_latents(model),
                         device=device, model_name=model_name or type(model).__name__,
                         rows_per_call=rows_per_call, context=context)

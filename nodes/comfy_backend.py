@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from ..gfti_core.backend import PLACEHOLDER, EncoderSpec, choose_placeholder, per_row_mse
+from ..gfti_core.backend import PLACEHOLDER, EncoderSpec, choose_placeholder, sigma_space_mse
 from ..gfti_core.errors import GFTIError
 
 log = logging.getLogger(__name__)
@@ -114,8 +114,15 @@ class ComfyBackend:
         x_t = ms.noise_scaling(sigma4, eps, x0)
         denoised = bm.apply_model(x_t, sigma, transformer_options=self._transformer_options(sigma),
                                   **self._model_conds(cond, x_t))
-        eps_hat = (x_t - denoised.float()) / sigma4
-        return per_row_mse(eps_hat, eps, None if weights is None else weights.to(dev))
+        return sigma_space_mse(x0, eps, x_t, denoised.float(), sigma, self._v_prediction(ms),
+                               None if weights is None else weights.to(dev))
+
+    @staticmethod
+    def _v_prediction(model_sampling) -> bool:
+        """ComfyUI builds the model-sampling class from a schedule and a prediction mixin (EPS, V_PREDICTION)."""
+        import comfy.model_sampling as cms
+
+        return isinstance(model_sampling, cms.V_PREDICTION)
 
     def _model_conds(self, cond: dict[str, Any], x_t: torch.Tensor) -> dict[str, torch.Tensor]:
         context = cond["c_crossattn"].to(self.device)  # 2024-03 apply_model does not move the context

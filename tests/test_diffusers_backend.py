@@ -34,9 +34,7 @@ def _reference_sd(pipe, backend, vectors, lat, t, noise):
             pred = pipe.unet(x_t, t[i:i + 1], encoder_hidden_states=cond).sample
             if pipe.scheduler.config.prediction_type == "v_prediction":
                 target = pipe.scheduler.get_velocity(lat[i:i + 1], noise[i:i + 1], t[i:i + 1])
-                ac = pipe.scheduler.alphas_cumprod[t[i]]
-                # eps error = sqrt(ā)·v error (see gfti_core.backend.eps_from_v), so eps-MSE = ā·v-MSE
-                out.append(ac * (pred - target).pow(2).mean())
+                out.append((pred - target).pow(2).mean())  # a v-model is scored by its own (v) loss
             else:
                 out.append((pred - noise[i:i + 1]).pow(2).mean())
     return torch.stack(out)

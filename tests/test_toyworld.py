@@ -8,7 +8,7 @@ import torch
 from toyworld import MODEL_DIR
 from toyworld.classifier import WEIGHTS
 from toyworld.concepts import DEMO_CONCEPT, EXAMPLE_DIR, HELD_OUT_CONCEPTS, concept_images, concept_scenes
-from toyworld.data import is_held_out, partial_caption, training_specs
+from toyworld.data import is_held_out, training_caption, training_specs
 from toyworld.scenes import (BACKGROUNDS, COLOURS, SHAPES, caption, render, render_scene,
                              sample_scene, to_array)
 from toyworld.tokenizer import PLACEHOLDER_WORDS, build_tokenizer, toy_words
@@ -47,16 +47,27 @@ def test_sample_scene_excludes_held_out_pairs():
     assert not {(s, c) for s, c, _ in training_specs(include_held_out=False)} & set(HELD_OUT_CONCEPTS)
 
 
-def test_held_out_pairs_are_drawn_but_never_named_together():
-    """The model sees purple stars, but no caption says "purple star": inversion must find the word."""
+def test_held_out_pairs_are_named_by_two_words_only():
+    """v4 captions name every pair, benchmark pairs included ("a purple star ..."), but the vocabulary
+    has no single word for a pair: the inverted token must carry shape and colour in one vector."""
     specs = training_specs()
     held = [spec for spec in specs if is_held_out(spec)]
     assert {(s, c) for s, c, _ in held} == set(HELD_OUT_CONCEPTS)
     rng = np.random.default_rng(0)
-    seen_kinds = set()
     for spec in held:
+        words = training_caption(spec, rng).split()
+        assert spec[0] in words and spec[1] in words, (spec, words)
+    vocab = build_tokenizer().get_vocab()
+    assert not any(f"{c}-{s}" in vocab or f"{c}{s}" in vocab for s, c in HELD_OUT_CONCEPTS)
+
+
+def test_partial_captions_never_name_a_held_out_pair_together():
+    """The v3 option (`--held-out-captions partial`) still does what it says."""
+    rng = np.random.default_rng(0)
+    seen_kinds = set()
+    for spec in (spec for spec in training_specs() if is_held_out(spec)):
         for _ in range(40):
-            words = partial_caption(spec, rng).split()
+            words = training_caption(spec, rng, "partial").split()
             assert not (spec[0] in words and spec[1] in words), (spec, words)
             seen_kinds.add((spec[0] in words, spec[1] in words))
     assert seen_kinds == {(True, False), (False, True), (False, False)}
@@ -92,8 +103,11 @@ def test_tokenizer_round_trip():
         assert len(tok(word, add_special_tokens=False).input_ids) == 1
     assert tok("blorptastic", add_special_tokens=False).input_ids == [tok.unk_token_id]
     assert tok.eos_token_id != 2, "CLIPTextModel would use legacy argmax pooling"
-    enc = tok(["a red star"], padding="max_length", max_length=77, truncation=True, return_tensors="pt")
-    assert enc.input_ids.shape == (1, 77) and enc.input_ids[0, -1].item() == tok.eos_token_id
+    length = tok.model_max_length
+    enc = tok(["a red star"], padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+    assert enc.input_ids.shape == (1, length) and enc.input_ids[0, -1].item() == tok.eos_token_id
+    longest = max(len(tok(f"a rendering of an orange triangle on a {b} background").input_ids) for b in BACKGROUNDS)
+    assert longest + 8 <= length, "room for an 8-vector token in the longest caption"
 
 
 needs_classifier = pytest.mark.skipif(not WEIGHTS.exists(), reason=f"classifier weights not shipped: {WEIGHTS}")
@@ -122,6 +136,7 @@ def test_pipeline_loads_and_generates():
     pipe = load_pipeline()
     assert pipe.text_encoder.config.hidden_size == 768
     assert pipe.text_encoder.config.eos_token_id == pipe.tokenizer.eos_token_id
+    assert pipe.text_encoder.config.max_position_embeddings >= pipe.tokenizer.model_max_length
     images = generate(pipe, ["a photo of a red circle"], n=1, seed=0, steps=4)
     assert images.shape == (1, 3, 64, 64)
     assert 0.0 <= images.min() and images.max() <= 1.0

@@ -1,7 +1,8 @@
-"""Held-out shape/colour combinations: the benchmark concepts for textual inversion.
+"""The benchmark concepts for textual inversion: shape/colour pairs with no single word.
 
-These (shape, colour) pairs never appear in the text-to-image model's training data;
-the words for the shape and the colour do (with other partners).
+The toy vocabulary has one token per shape and one per colour; a learned token must carry a pair in
+one vector. ("Held out" is historical: v2 never drew these pairs, v3 never named them together; v4
+names them like every pair, so their true words are the benchmark's ceiling.)
 """
 from __future__ import annotations
 

@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import image_batch, is_held_out, partial_caption, spec_images, spec_scene, training_specs
+from .data import image_batch, spec_images, training_caption, training_specs
 from .models import build_scheduler, build_text_encoder, build_unet, build_vae, n_params
 from .save import save_pipeline, write_training_md
-from .scenes import random_caption
 from .tokenizer import build_tokenizer
 
 log = logging.getLogger("toyworld.train")
@@ -44,6 +43,11 @@ def parse_args(argv=None):
     p.add_argument("--group-size", type=int, default=4, help="images per caption")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--text-dropout", type=float, default=0.1)
+    p.add_argument("--prediction", choices=("v_prediction", "epsilon"), default="v_prediction",
+                   help="what the UNet predicts (v3 and earlier: epsilon)")
+    p.add_argument("--held-out-captions", choices=("full", "partial"), default="full",
+                   help="full: benchmark pairs are named like every pair (v4); partial: never named "
+                        "together (v3), which left the model unable to draw them from words")
     p.add_argument("--vae-groups", type=int, default=32, help="GroupNorm groups (8 keeps colour better)")
     p.add_argument("--unet-groups", type=int, default=32)
     p.add_argument("--logvar-init", type=float, default=None,
@@ -63,9 +67,9 @@ def train_vae(args, rng) -> torch.nn.Module:
             vae.encoder.conv_out.bias[vae.config.latent_channels:].fill_(args.logvar_init)
     log.info("VAE: %.2fM params, %d steps", n_params(vae) / 1e6, args.vae_steps)
     opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.vae_lr, total_steps=args.vae_steps,
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.vae_lr, total_steps=max(1, args.vae_steps),
                                                 pct_start=0.05)
-    for step in range(args.vae_steps):
+    for step in range(args.vae_steps):  # 0 steps: keep --vae-init as it is
         x = image_batch(rng, args.vae_batch) * 2 - 1
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.sample()).sample
@@ -128,13 +132,11 @@ def sample_batch(latents, specs, tokenizer, args, rng):
         drop = rng.random() < args.text_dropout  # empty prompt: classifier-free guidance
         if drop:
             captions.append("")
-        elif is_held_out(specs[i]):
-            captions.append(partial_caption(specs[i], rng))
         else:
-            captions.append(random_caption(spec_scene(specs[i]), rng))
+            captions.append(training_caption(specs[i], rng, args.held_out_captions))
     pick = rng.integers(latents.shape[1], size=(args.groups, args.group_size))
     x0 = latents[torch.as_tensor(idx)[:, None], torch.as_tensor(pick)].flatten(0, 1)
-    ids = tokenizer(captions, padding="max_length", max_length=77, truncation=True,
+    ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
     return x0, ids, captions
 
@@ -167,11 +169,15 @@ def diffusion_loss(unet, text_encoder, scheduler, x0, ids, args):
     t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],))
     xt = scheduler.add_noise(x0, noise, t)
     pred = unet(xt, t, hidden).sample
-    # Min-SNR-5 weighting (epsilon form): faster convergence on a small budget.
     acp = scheduler.alphas_cumprod[t]
     snr = acp / (1 - acp)
-    w = torch.clamp(snr, max=5.0) / snr
-    return (w * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+    if scheduler.config.prediction_type == "v_prediction":
+        # v-MSE weighs the x0 error by SNR + 1: at high noise, where the prompt must decide colours and
+        # layout, it is learned at full weight. Capped at 6 (min-SNR-5) so easy low-noise steps do not dominate.
+        target, w = scheduler.get_velocity(x0, noise, t), torch.clamp(snr + 1, max=6.0) / (snr + 1)
+    else:  # epsilon, min-SNR-5: weighs the x0 error by min(SNR, 5), i.e. almost nothing at high noise (v3)
+        target, w = noise, torch.clamp(snr, max=5.0) / snr
+    return (w * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
 
 
 def lr_factor(step, total, warmup=100):
@@ -185,7 +191,7 @@ def train_diffusion(vae, tokenizer, latents, specs, args, rng, on_snapshot):
                                       tokenizer.eos_token_id, tokenizer.pad_token_id,
                                       layers=2, intermediate=256)
     unet = build_unet((32, 64, 128), groups=args.unet_groups)
-    scheduler = build_scheduler()
+    scheduler = build_scheduler(args.prediction)
     log.info("text encoder %.2fM, unet %.2fM params", n_params(text_encoder) / 1e6, n_params(unet) / 1e6)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
@@ -204,10 +210,13 @@ def train_diffusion(vae, tokenizer, latents, specs, args, rng, on_snapshot):
         ema.update(step)
         step += 1
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        if step == 30 and not args.unet_steps:  # measured throughput -> steps that fit the budget
+        if not args.unet_steps and (step == 30 or step % 200 == 0):
+            # Measured throughput -> steps that fit the budget; re-measured as the run goes,
+            # because other jobs on a shared 2-core machine change the speed by 2x or more.
             per_step = (time.time() - t0) / step
-            total = int(budget / per_step)
-            log.info("%.3f s/step -> %d steps in %.0f min", per_step, total, args.unet_minutes)
+            total = max(step + 1, int(budget / per_step))
+            if step == 30:
+                log.info("%.3f s/step -> %d steps in %.0f min", per_step, total, args.unet_minutes)
         if step % 50 == 0 or step == total:
             log.info("unet step %d/%d loss %.4f (avg %.4f) %.0fs", step, total, loss.item(), running,
                      time.time() - t0)
@@ -235,7 +244,7 @@ def main(argv=None):
     latents = cache_latents(vae, specs, args, rng)
 
     def snapshot(unet, text_encoder, step):
-        save_pipeline(out, vae, text_encoder, tokenizer, unet, build_scheduler())
+        save_pipeline(out, vae, text_encoder, tokenizer, unet, build_scheduler(args.prediction))
         log.info("snapshot saved at step %d", step)
 
     unet, text_encoder, scheduler, steps, final_loss = train_diffusion(
@@ -247,7 +256,8 @@ def main(argv=None):
                 wall_minutes=round(wall / 60, 1), vae_minutes=round(t_vae / 60, 1),
                 final_loss=round(final_loss, 4), sizes_mb=sizes, threads=args.threads,
                 batch=args.groups * args.group_size, specs=len(specs), per_spec=args.per_spec,
-                vae_init=args.vae_init, vae_recon_accuracy=recon_acc)
+                vae_init=args.vae_init, vae_recon_accuracy=recon_acc,
+                held_out_captions=args.held_out_captions, prediction=args.prediction, max_length=tokenizer.model_max_length)
     (out / "training_info.json").write_text(json.dumps(info, indent=2))
     write_training_md(out, info)
     log.info("done: %s", info)

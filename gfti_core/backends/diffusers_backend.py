@@ -12,8 +12,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
-from ..backend import (PLACEHOLDER, EncoderSpec, choose_placeholder, eps_from_v, family_of_widths, per_row_mse,
-                       rows_for_memory)
+from ..backend import (PLACEHOLDER, EncoderSpec, choose_placeholder, family_of_widths, per_row_mse,
+                       rows_for_memory, v_target)
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +115,11 @@ class DiffusersBackend:
         pred = self.unet(x_t.to(self.dtype), timesteps.to(self.device),
                          encoder_hidden_states=cond["hidden"].to(self.dtype),
                          added_cond_kwargs=self._added_cond(cond, latents)).sample
-        if self.prediction_type == "v_prediction":
+        target = noise.to(self.device)
+        if self.prediction_type == "v_prediction":  # the loss the model was trained with (see Backend)
             ac = self.scheduler.alphas_cumprod[timesteps.cpu()].to(self.device)
-            pred = eps_from_v(pred.float(), x_t.float(), ac)
-        return per_row_mse(pred, noise.to(self.device), weights)
+            target = v_target(latents.to(self.device).float(), target.float(), ac)
+        return per_row_mse(pred, target, weights)
 
     def max_rows(self, latent_shape: Sequence[int]) -> int:
         return self._rows or rows_for_memory(self.device, latent_shape, self.dtype.itemsize)
