@@ -14,6 +14,7 @@ from .chart import image_grid, render_loss_chart, tensor_to_pil
 from .engine import RunState, final_vectors, run_generations, start_run
 from .errors import GFTIError, OutputExistsError, StateFileError
 from .formats import Embedding, describe, embedding_path, read_embedding, write_embedding
+from .init_vectors import describe_start
 from .safe_io import atomic_write
 from .state_io import is_state_file, load_state, save_state
 
@@ -96,7 +97,9 @@ def _new_or_resumed(args, backend) -> RunState:
     images = _load_images(args.images, backend)
     captions = images.captions if cfg.templates == "captions" else None
     state = start_run(backend, cfg, images.images, captions, images.masks)
-    log.info("init: %s", state.init_info)
+    for line in describe_start(state.init_info):
+        log.info("%s", line)
+    log.debug("init: %s", state.init_info)
     return state
 
 

@@ -21,6 +21,7 @@ from gfti_core.errors import GFTIError, OutputExistsError
 from gfti_core.engine import GenerationReport, RunState, final_vectors, run_generations, start_run
 from gfti_core.formats import FORMAT_SUFFIXES, FORMATS, Embedding, write_embedding
 from gfti_core.images import load_image_folder
+from gfti_core.init_vectors import describe_start
 from gfti_core.safe_io import resolve_inside
 
 log = logging.getLogger(__name__)
@@ -162,5 +163,6 @@ def _message(path: Path, state: RunState, report: dict, warnings: list[str], int
     lines = [f"{head}: <code>{html.escape(str(path))}</code> — use <b>{html.escape(state.config.token)}</b> "
              f"in prompts.", f"{state.generation} generations, {state.forward_rows} denoiser rows; final vector: "
              f"{html.escape(report['chosen'])} (held-out loss {report['holdout_loss']})."]
+    lines += [html.escape(line) for line in describe_start(state.init_info)]
     lines += [f"note: {html.escape(w)}" for w in warnings]
     return "<br>".join(lines)

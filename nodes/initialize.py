@@ -7,6 +7,7 @@ import uuid
 
 from ..gfti_core.config import InversionConfig
 from ..gfti_core.engine import start_run
+from ..gfti_core.init_vectors import describe_start
 from .comfy_backend import ComfyBackend
 from .config_inputs import INIT_FIELDS, config_values, inputs_for
 from .inversion import INVERSION_TYPE, Inversion, images_bchw, masks_b1hw, split_captions
@@ -19,7 +20,8 @@ class GFTIInitializeInversion:
     FUNCTION = "execute"
     RETURN_TYPES = (INVERSION_TYPE, "STRING")
     RETURN_NAMES = ("inversion", "init_info")
-    OUTPUT_TOOLTIPS = ("the run at generation 0", "how the starting vector was chosen (JSON)")
+    OUTPUT_TOOLTIPS = ("the run at generation 0", "how the run starts, in words (the words mixed into the start "
+                       "vector; with auto_context, the phrase chosen for each image), then the details as JSON")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -47,4 +49,5 @@ class GFTIInitializeInversion:
         lines = split_captions(captions, pixels.shape[0])
         state = start_run(backend, cfg, pixels, lines, mask)
         inversion = Inversion(state, backend, pixels, mask, lines or [None] * pixels.shape[0], uuid.uuid4().hex)
-        return inversion, json.dumps(state.init_info, sort_keys=True)
+        summary = describe_start(state.init_info) + [json.dumps(state.init_info, sort_keys=True)]
+        return inversion, "\n".join(summary)

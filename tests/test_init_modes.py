@@ -88,3 +88,14 @@ def test_clip_attention_without_a_model_folder_is_a_clear_error(tiny_sd1, tmp_pa
     with pytest.raises(ConfigError, match="not a folder"):
         start_run(DiffusersBackend(tiny_sd1), _cfg(init_mode="clip-attention", init_clip_model=str(tmp_path / "nope")),
                   tiny_images(2))
+
+
+def test_describe_start_names_the_mixed_words_and_each_images_context():
+    from gfti_core.init_vectors import describe_start
+
+    info = {"mode": "denoise-attention", "top": [{"word": "star", "weight": 0.61, "loss": 0.1},
+                                                 {"word": "purple", "weight": 0.39, "loss": 0.2}],
+            "context": ["on a gray background", ""]}
+    assert describe_start(info) == ["start vector: star 0.61, purple 0.39",
+                                    "auto context: image 1: on a gray background; image 2: (own caption)"]
+    assert describe_start({"mode": "word", "text": "cat"}) == ["start vector: word cat"]

@@ -53,8 +53,11 @@ def score(pipe, combos, n, seed, steps, guidance, background: str | None = None)
         per_prompt[prompts[i]] = (sum(ok) / n, sum(ok_bg) / n if background else None)
         hits, hits_bg = hits + sum(ok), hits_bg + sum(ok_bg)
     total = n * len(combos)
+    truth = [c for c in combos for _ in range(n)]
+    shares = {key: sum(p == t[i] for p, t in zip(pred[key], truth)) / total
+              for key, i in (("shape", 0), ("colour", 1))}
     return {"shape_colour": hits / total, "with_background": hits_bg / total if background else None,
-            "per_prompt": per_prompt, "n": total}
+            "per_prompt": per_prompt, "n": total, **shares}
 
 
 def obeys_text(pipe, n: int = 8, seed: int = 0, steps: int = 20, guidance: float = 4.0) -> dict:
@@ -70,14 +73,15 @@ def report(result: dict) -> str:
     lines = [EVAL_SECTION, "",
              f"DDIM {s['steps']} steps, guidance {s['guidance']}, {s['n']} images per prompt, seed {s['seed']}; "
              "judged by `toyworld/classifier.py`.", "",
-             "| prompts | shape+colour right | + background right |", "|---|---|---|"]
+             "| prompts | shape+colour right | + background right | shape right | colour right |",
+             "|---|---|---|---|---|"]
     names = {"training_combos": "training combos, `a photo of a <colour> <shape>`",
              "held_out": "held-out concepts, `a photo of a <colour> <shape>`",
              "held_out_green": "held-out concepts, `... on a green background`"}
     for key, name in names.items():
         r = result[key]
         bg = "" if r["with_background"] is None else f"{r['with_background']:.0%}"
-        lines.append(f"| {name} (n={r['n']}) | {r['shape_colour']:.0%} | {bg} |")
+        lines.append(f"| {name} (n={r['n']}) | {r['shape_colour']:.0%} | {bg} | {r['shape']:.0%} | {r['colour']:.0%} |")
     lines += ["", "Per prompt (shape+colour, +background):", ""]
     for key in names:
         for prompt, (a, b) in result[key]["per_prompt"].items():
