@@ -3,7 +3,9 @@
 For each benchmark concept (a shape/colour pair the toy vocabulary has no single word for) and seed, every method
 gets the same 6 images and the same budget of UNet forward rows:
 
-* gfti          — GFTI with the engine's defaults
+* gfti          — GFTI with the engine's defaults but auto context off (the defaults before toy model v4)
+* gfti:auto_context=1 — GFTI as it ships now (auto context on by default since v4); any "gfti:field=value,..."
+                  runs a configured variant
 * seed-faithful — the original GF-TI recipe: CMA-ES popsize 20, 256-d PCA with orthonormal (unscaled)
                   directions and sigma 1, start at unit-norm e0 + vocabulary mean, fresh noise per candidate
 * gradient-ti   — Adam on the embedding through autograd (benchmarks/gradient_ti.py)
@@ -14,7 +16,7 @@ fidelity    = share of images for "a photo of <tok>" whose shape and colour the 
               concept; editability = share of "a photo of <tok> on a green background" images with the right
               shape, colour AND a green background (no training image has a green background).
 
-    bash benchmarks/run_toy_suite.sh benchmarks/results/v3_main "gfti;seed-faithful;gradient-ti" 4096 1
+    bash benchmarks/run_toy_suite.sh benchmarks/results/v4_main "gfti;gfti:auto_context=1;seed-faithful;gradient-ti" 4096 1
     python benchmarks/toy_bench.py --concepts 2 --seeds 1 --budget 4096     # quick look
     python benchmarks/toy_bench.py --methods "gfti;gfti:auto_context=1,masks=1"   # configured variants
 """

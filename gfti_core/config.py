@@ -73,9 +73,10 @@ class InversionConfig:
     timestep_max: int = _opt(999, "highest diffusion timestep drawn (0..999)", lo=0, hi=999, group="train")
     templates: str = _opt("object", "prompt templates: object, style, or captions from .txt files beside the "
                           "images", choices=TEMPLATE_SETS, group="train")
-    auto_context: bool = _opt(False, "caption each image with the context phrase the model itself finds most "
-                              "likely (e.g. its background), so the token learns the subject, not the scene; the denoise-attention "
-                              "init is then scored again on the captioned prompts",
+    auto_context: bool = _opt(True, "caption each image with the context phrase the model itself finds most "
+                              "likely (e.g. its background), so the token learns the subject, not the scene; the "
+                              "denoise-attention init is then scored again on the captioned prompts. On by default: "
+                              "on the toy benchmark it raised fidelity and editability (docs/editability.md)",
                               group="train")
     context_phrases: str = _opt("", "context phrase list for auto_context (one per line); empty = shipped list",
                                 group="train")

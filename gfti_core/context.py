@@ -60,7 +60,13 @@ def auto_context(backend: Backend, data: TrainingSet, origin: dict[str, torch.Te
             continue
         scores = _image_scores(evaluator, data, i, phrases, origin, cfg)
         chosen.append(phrases[int(torch.argmin(scores))])
+    log.info("auto context: %s", "; ".join(chosen))
+    return with_context(data, chosen, flipped), chosen
+
+
+def with_context(data: TrainingSet, chosen: list[str], flipped: bool) -> TrainingSet:
+    """Append each image's chosen phrase to its prompts (flipped copies, appended after the originals, share
+    their image's phrase). Also used when a run's templates change after the phrases were chosen."""
     per_latent = chosen + chosen if flipped else chosen
     prompts = [[f"{p} {c}".rstrip() for p in options] for options, c in zip(data.prompts, per_latent)]
-    log.info("auto context: %s", "; ".join(chosen))
-    return dataclasses.replace(data, prompts=prompts), chosen
+    return dataclasses.replace(data, prompts=prompts)

@@ -12,8 +12,8 @@ import math
 
 from ..gfti_core.chart import render_loss_chart
 from ..gfti_core.config import TEMPLATE_SETS
+from ..gfti_core.context import with_context
 from ..gfti_core.engine import GenerationReport, build_training_set, run_generations, with_settings
-from ..gfti_core.errors import GFTIError
 from .config_inputs import STEP_FIELDS, comfy_input, config_values, field_spec, inputs_for
 from .host import Interrupts, send_event
 from .inversion import INVERSION_TYPE, Inversion, pil_to_image
@@ -71,10 +71,9 @@ def _apply_settings(inv: Inversion, templates: str, changes: dict) -> Inversion:
         changes["templates"] = templates
     state = with_settings(inv.state, **changes) if changes else inv.state
     if "templates" in changes:  # prompts are part of the cached training set: rebuild it (latents included)
-        if state.config.auto_context:
-            raise GFTIError("templates cannot change in a step of an auto_context run (its captions were chosen "
-                            f"at Initialize); set templates='{KEEP}' or start a new run with the templates you want")
         data = build_training_set(inv.backend, inv.images, inv.captions, state.config, inv.masks)
+        if state.init_info.get("context"):  # keep the phrases auto context chose at Initialize
+            data = with_context(data, state.init_info["context"], state.config.flip)
         state = dataclasses.replace(state, data=data)
     return inv.advanced(state)
 

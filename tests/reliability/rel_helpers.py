@@ -15,7 +15,7 @@ from gfti_core.tiny import tiny_images
 # The smallest run that still exercises every step: 3 candidates x 1 draw per generation, one denoiser call
 # per generation (--batch-rows 8), and a word init that costs no denoiser call at all.
 FAST = ["--subspace-dim", "4", "--popsize", "3", "--samples-per-candidate", "1", "--holdout-samples", "1",
-        "--init-mode", "word", "--init-text", "cat", "--batch-rows", "8"]
+        "--init-mode", "word", "--init-text", "cat", "--batch-rows", "8", "--no-auto-context"]
 TOKEN = "sks-thing"
 
 
