@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from gfti_core.backends.diffusers_backend import DiffusersBackend, inject_vectors
-from gfti_core.backend import PLACEHOLDER, per_row_mse, v_target
+from gfti_core.backend import PLACEHOLDER, per_row_mse
 from gfti_core.objective import TrainingSet, draw_samples
 
 
@@ -43,10 +43,7 @@ def gradient_ti(backend: DiffusersBackend, data: TrainingSet, init: torch.Tensor
         pred = unet(x_t, draw.timesteps, encoder_hidden_states=cond).sample
         # Foreground masks weight the loss exactly as in GFTI's objective (A1111's gradient TI offers the same).
         weights = None if data.weights is None else data.weights[draw.latent_idx]
-        target = draw.noise
-        if backend.prediction_type == "v_prediction":
-            target = v_target(latents, draw.noise, backend.scheduler.alphas_cumprod[draw.timesteps])
-        loss = per_row_mse(pred, target, weights).mean()
+        loss = per_row_mse(pred, backend.training_target(latents, draw.noise, draw.timesteps), weights).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

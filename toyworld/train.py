@@ -257,7 +257,8 @@ def main(argv=None):
                 final_loss=round(final_loss, 4), sizes_mb=sizes, threads=args.threads,
                 batch=args.groups * args.group_size, specs=len(specs), per_spec=args.per_spec,
                 vae_init=args.vae_init, vae_recon_accuracy=recon_acc,
-                held_out_captions=args.held_out_captions, prediction=args.prediction, max_length=tokenizer.model_max_length)
+                held_out_captions=args.held_out_captions, prediction=args.prediction,
+                max_length=tokenizer.model_max_length)
     (out / "training_info.json").write_text(json.dumps(info, indent=2))
     write_training_md(out, info)
     log.info("done: %s", info)

@@ -115,11 +115,15 @@ class DiffusersBackend:
         pred = self.unet(x_t.to(self.dtype), timesteps.to(self.device),
                          encoder_hidden_states=cond["hidden"].to(self.dtype),
                          added_cond_kwargs=self._added_cond(cond, latents)).sample
-        target = noise.to(self.device)
-        if self.prediction_type == "v_prediction":  # the loss the model was trained with (see Backend)
-            ac = self.scheduler.alphas_cumprod[timesteps.cpu()].to(self.device)
-            target = v_target(latents.to(self.device).float(), target.float(), ac)
-        return per_row_mse(pred, target, weights)
+        return per_row_mse(pred, self.training_target(latents, noise, timesteps), weights)
+
+    def training_target(self, latents, noise, timesteps) -> torch.Tensor:
+        """What the UNet was trained to predict at these rows: ε, or v for v-prediction (see Backend)."""
+        noise = noise.to(self.device)
+        if self.prediction_type != "v_prediction":
+            return noise
+        ac = self.scheduler.alphas_cumprod[timesteps.cpu()].to(self.device)
+        return v_target(latents.to(self.device).float(), noise.float(), ac)
 
     def max_rows(self, latent_shape: Sequence[int]) -> int:
         return self._rows or rows_for_memory(self.device, latent_shape, self.dtype.itemsize)
