@@ -129,21 +129,25 @@ def original_space(state, tables, dim=256, popsize=20):
                                opt_fitness=np.zeros((0, popsize)), live=None)
 
 
-def parse_variant(name: str) -> tuple[dict, bool]:
-    """"gfti:norm_limit=1.5,masks=1" -> (config overrides typed by the config's defaults, use masks).
+def parse_variant(name: str) -> tuple[dict, dict]:
+    """"gfti:norm_limit=1.5,masks=1,budget=12288" -> (config overrides typed by the config's defaults,
+    benchmark options).
 
-    masks=1 passes the generator's foreground masks, as a user's alpha channel would."""
+    masks=1 passes the generator's foreground masks, as a user's alpha channel would; budget=N gives this row
+    its own forward-row budget (e.g. the rows GFTI fits into gradient TI's wall time)."""
     _, _, spec = name.partition(":")
     defaults = InversionConfig()
-    overrides, masks = {}, False
+    overrides, options = {}, {"masks": False, "budget": None}
     for item in filter(None, spec.split(",")):
         key, _, raw = item.partition("=")
         if key == "masks":
-            masks = raw == "1"
-            continue
-        kind = type(getattr(defaults, key))  # AttributeError names an unknown field
-        overrides[key] = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
-    return overrides, masks
+            options["masks"] = raw == "1"
+        elif key == "budget":
+            options["budget"] = int(raw)
+        else:
+            kind = type(getattr(defaults, key))  # AttributeError names an unknown field
+            overrides[key] = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
+    return overrides, options
 
 
 def concept_mask_tensor(concept, seed):
@@ -177,16 +181,17 @@ def run_concept(backend, tables, concept, seed, args):
                                                           concept, args, seed)}
     for name in args.methods.split(";"):
         if name.startswith(("gfti:", "gradient-ti:")):  # a variant, e.g. "gfti:auto_context=1,masks=1"
-            overrides, use_masks = parse_variant(name)
-            masks = concept_mask_tensor(concept, seed) if use_masks else None
+            overrides, options = parse_variant(name)
+            masks = concept_mask_tensor(concept, seed) if options["masks"] else None
+            budget = options["budget"] or args.budget
             variant = start_run(backend, dataclasses.replace(base, **overrides), images, masks=masks)
             result.setdefault("variant_init", {})[name] = measure(backend, variant.subspace.origin, concept,
                                                                   args.images, args.eval_seed)
             result.setdefault("variant_init_info", {})[name] = variant.init_info
             if name.startswith("gfti:"):
-                result[name] = gfti_curve(backend, variant, args.budget, concept, args)
+                result[name] = gfti_curve(backend, variant, budget, concept, args)
             else:  # gradient TI on the same training set (captions, mask weights) from the same init
-                result[name] = gradient_curve(backend, variant.data, init["clip_l"], args.budget, concept, args, seed)
+                result[name] = gradient_curve(backend, variant.data, init["clip_l"], budget, concept, args, seed)
             result.setdefault("variant_context", {})[name] = variant.init_info.get("context")
         else:
             result[name] = runs[name]()

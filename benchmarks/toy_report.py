@@ -1,6 +1,10 @@
 """Turn toy_bench results (one or more results.json) into a markdown table and curve plots.
 
     python benchmarks/toy_report.py benchmarks/results/toy*/results.json --out benchmarks/results
+
+Runs of the same concept and seed are merged (toy_bench is deterministic per concept and seed: same images,
+init and evaluation noise), so new rows can be measured beside rows of an earlier run without repeating them;
+a row measured twice keeps the later file's numbers.
 """
 from __future__ import annotations
 
@@ -14,10 +18,16 @@ POINTS = ("init", "true-words")
 
 
 def load(paths):
-    results = []
+    merged: dict[tuple, dict] = {}
     for path in paths:
-        results += json.loads(Path(path).read_text())["results"]
-    return results
+        for entry in json.loads(Path(path).read_text())["results"]:
+            into = merged.setdefault((entry["concept"], entry["seed"]), {})
+            for key, value in entry.items():
+                if isinstance(value, dict) and isinstance(into.get(key), dict) and key.startswith("variant_"):
+                    into[key] = {**into[key], **value}  # per-variant init / context of both runs
+                else:
+                    into[key] = value
+    return list(merged.values())
 
 
 def curve_names(results) -> list[str]:

@@ -1,0 +1,54 @@
+"""The toy benchmark's bookkeeping: variant names parse into typed overrides, and runs of the same concept and
+seed merge into one row set (so the table never counts a concept twice)."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return module
+
+
+def _point(fidelity):
+    return {"rows": 4096, "seconds": 1.0, "norm": 1.0, "fidelity": fidelity, "editability": fidelity,
+            "colour": 1.0, "shape": fidelity, "green_background": 1.0}
+
+
+def test_runs_of_one_concept_and_seed_merge(tmp_path):
+    report = _module("toy_report")
+    old = {"concept": "blue circle", "seed": 0, "init": _point(0.0), "gradient-ti": [_point(1.0)],
+           "gfti:auto_context=1": [_point(0.0)], "variant_init": {"gfti:auto_context=1": _point(0.0)}}
+    new = {"concept": "blue circle", "seed": 0, "init": _point(0.0), "gfti:auto_context=1": [_point(0.5)],
+           "gfti:subspace_scale=8": [_point(0.75)], "variant_init": {"gfti:subspace_scale=8": _point(0.0)}}
+    other_seed = {**new, "seed": 1}
+    for name, entries in (("a", [old]), ("b", [new, other_seed])):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"results": entries}))
+    results = report.load([tmp_path / "a.json", tmp_path / "b.json"])
+    assert len(results) == 2
+    merged = next(r for r in results if r["seed"] == 0)
+    assert merged["gradient-ti"][-1]["fidelity"] == 1.0          # kept from the earlier run
+    assert merged["gfti:auto_context=1"][-1]["fidelity"] == 0.5  # re-measured row: the later file wins
+    assert set(merged["variant_init"]) == {"gfti:auto_context=1", "gfti:subspace_scale=8"}
+    assert "| gfti:subspace_scale=8 | 0.75 |" in report.table(results)
+
+
+def test_variant_names_parse_into_typed_overrides():
+    pytest.importorskip("diffusers")
+    bench = _module("toy_bench")
+    overrides, options = bench.parse_variant("gfti:subspace_scale=8,auto_context=0,masks=1,budget=12288")
+    assert overrides == {"subspace_scale": 8.0, "auto_context": False}
+    assert options == {"masks": True, "budget": 12288}
+    with pytest.raises(AttributeError):
+        bench.parse_variant("gfti:no_such_field=1")
