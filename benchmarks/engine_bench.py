@@ -171,14 +171,15 @@ def gradient_ti_step(pipe, backend, state, batch):
     vec = state.subspace.origin["clip_l"].clone().to(backend.device, torch.float32).requires_grad_(True)
     opt = torch.optim.AdamW([vec], lr=5e-3)
     tok, te = pipe.tokenizer, pipe.text_encoder
-    ids = tok(["a photo of " + backend.placeholder] * batch, padding="max_length", max_length=77,
+    ids = tok(["a photo of " + backend.placeholder] * batch, padding="max_length", max_length=tok.model_max_length,
               return_tensors="pt").input_ids.to(backend.device)
     lat = state.data.latents[:1].repeat(batch, 1, 1, 1).to(backend.device, backend.dtype)
     noise, t = torch.randn_like(lat), torch.randint(0, 1000, (batch,), device=backend.device)
     with inject_vectors(te, ids, backend._placeholder_ids["clip_l"], vec[None].expand(batch, -1, -1).to(backend.dtype)):
         cond = te(ids)[0]
     x_t = backend.scheduler.add_noise(lat, noise, t)
-    loss = (pipe.unet(x_t, t, encoder_hidden_states=cond).sample.float() - noise.float()).pow(2).mean()
+    target = backend.training_target(lat, noise, t)  # ε or v, as the model was trained
+    loss = (pipe.unet(x_t, t, encoder_hidden_states=cond).sample.float() - target.float()).pow(2).mean()
     loss.backward()
     opt.step()
 

@@ -5,7 +5,8 @@ e = e0 + z_block @ basis. The layout of z is: for each encoder in order, N conse
 coefficients (SDXL therefore concatenates clip_l's and clip_g's coefficients).
 
 Unlike the original GF-TI code, decoding never adds the vocabulary mean on top of e0 (that lands far off the
-token manifold), and the PCA basis is scaled so that z ~ N(0, I) moves e0 by about one token's spread.
+token manifold), and the PCA basis is scaled so that z ~ N(0, I) moves e0 by about `scale` token spreads
+(config `subspace_scale`, 8 by default: docs/engine.md point 9).
 """
 from __future__ import annotations
 
