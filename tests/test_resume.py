@@ -28,7 +28,9 @@ def test_resume_equals_uninterrupted_on_a_tiny_sd1(tiny_sd1, tmp_path, optimizer
         assert np.allclose(resumed.history[key], values, rtol=0, atol=1e-6), key
     a, _ = final_vectors(straight, backend)
     b, _ = final_vectors(resumed, backend)
-    assert (a["clip_l"] - b["clip_l"]).abs().max() < 1e-6
+    # A coefficient step moves the vector by subspace_scale token spreads, and zo-adam turns loss differences
+    # into steps (÷ sigma), so 1e-7 rounding in a loss reaches the vector at ~1e-6 per unit of scale.
+    assert (a["clip_l"] - b["clip_l"]).abs().max() < 1e-5 * cfg.subspace_scale
 
 
 def test_optimizer_replay_is_bit_exact():
