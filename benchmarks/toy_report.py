@@ -23,10 +23,9 @@ def load(paths):
         for entry in json.loads(Path(path).read_text())["results"]:
             into = merged.setdefault((entry["concept"], entry["seed"]), {})
             for key, value in entry.items():
-                if isinstance(value, dict) and isinstance(into.get(key), dict) and key.startswith("variant_"):
-                    into[key] = {**into[key], **value}  # per-variant init / context of both runs
-                else:
-                    into[key] = value
+                # dicts (per-variant init / context) keep both runs' entries; anything else: the later run wins
+                both = isinstance(value, dict) and isinstance(into.get(key), dict)
+                into[key] = {**into[key], **value} if both else value
     return list(merged.values())
 
 

@@ -24,7 +24,7 @@ def _opt(default: Any, help: str, *, lo: float | None = None, hi: float | None =
 
 
 INIT_MODES = ("denoise-attention", "word", "clip-attention", "file")
-SUBSPACES = ("pca", "prior-normal", "words")
+SUBSPACES = ("pca", "prior-normal")
 OPTIMIZERS = ("cma", "sep-cma", "zo-adam")
 TEMPLATE_SETS = ("object", "style", "captions")
 
@@ -53,10 +53,8 @@ class InversionConfig:
                            group="init")
     init_samples: int = _opt(4, "denoising draws per image when scoring candidate words", lo=1, hi=64,
                              group="init")
-    subspace: str = _opt("pca", "search space: principal directions of the token table; BBT's prior-normal "
-                         "random projection; or words: the directions from the start vector to each word the "
-                         "denoise-attention init short-listed (so the search can add the shape the start lacks), "
-                         "filled up with principal directions", choices=SUBSPACES, group="search")
+    subspace: str = _opt("pca", "search space: principal directions of the token table, or BBT's "
+                         "prior-normal random projection", choices=SUBSPACES, group="search")
     subspace_dim: int = _opt(64, "coefficients per vector and text encoder", lo=1, hi=4096, group="search")
     subspace_scale: float = _opt(8.0, "length of a unit coefficient step in units of a typical token's spread; "
                                  "8 lets a 32-generation search grow the vector as far as gradient TI does (toy "

@@ -128,7 +128,7 @@ def start_run(backend: Backend, cfg: InversionConfig, images: torch.Tensor,
     data = build_training_set(backend, images, captions, cfg, masks)
     tables = {e.name: backend.token_table(e.name) for e in backend.encoders}
     evaluator = Evaluator(backend, data, cfg.batch_rows)
-    origin, info, words = initial_vectors(backend, tables, data, cfg, evaluator, images)
+    origin, info = initial_vectors(backend, tables, data, cfg, evaluator, images)
     if cfg.auto_context:
         human = captions if cfg.templates == "captions" else None
         data, context = auto_context(backend, data, origin, cfg, evaluator, cfg.flip, human)
@@ -139,11 +139,11 @@ def start_run(backend: Backend, cfg: InversionConfig, images: torch.Tensor,
             first, rows = info["top"], evaluator.forward_rows
             evaluator = Evaluator(backend, data, cfg.batch_rows)  # an evaluator scores its own prompts
             evaluator.forward_rows = rows
-            origin, info, words = initial_vectors(backend, tables, data, cfg, evaluator, images)
+            origin, info = initial_vectors(backend, tables, data, cfg, evaluator, images)
             info["top_before_context"] = first
         info["context"] = context
     subspace = build_subspace(cfg.subspace, tables, origin, k=cfg.subspace_dim, scale=cfg.subspace_scale,
-                              sigma=cfg.sigma, seed=cfg.seed, norm_limit=cfg.norm_limit, words=words)
+                              sigma=cfg.sigma, seed=cfg.seed, norm_limit=cfg.norm_limit)
     spec = OptimizerSpec(cfg.optimizer, subspace.dim, cfg.popsize, cfg.sigma, cfg.seed)
     info["init_forward_rows"] = evaluator.forward_rows
     return RunState(cfg, backend.family, {e.name: e.width for e in backend.encoders}, backend.model_name,

@@ -128,7 +128,7 @@ def denoise_attention_init(backend: Backend, tables, data: TrainingSet, cfg: Inv
             "max_entropy_nats": round(math.log(len(keep)), 4)}
     log.info("denoise-attention init: %s (entropy %.3f nats)",
              ", ".join(f"{t['word']} {t['weight']:.2f}" for t in info["top"][:5]), info["entropy_nats"])
-    return {enc: v.expand(n, -1).clone() for enc, v in mixed.items()}, info, vecs2
+    return {enc: v.expand(n, -1).clone() for enc, v in mixed.items()}, info
 
 
 def file_init(path: str, backend: Backend, n: int) -> tuple[Vectors, dict]:
@@ -149,18 +149,12 @@ def file_init(path: str, backend: Backend, n: int) -> tuple[Vectors, dict]:
 
 def initial_vectors(backend: Backend, tables: dict[str, torch.Tensor], data: TrainingSet,
                     cfg: InversionConfig, evaluator: Evaluator, images: torch.Tensor | None = None):
-    """→ ({encoder: [N, D]}, info dict for the user, {encoder: [W, D]} vectors of the short-listed words or
-    None). The short-list (denoise-attention only) spans `subspace="words"`."""
-    if cfg.init_mode == "denoise-attention":
-        return denoise_attention_init(backend, tables, data, cfg, evaluator)
-    return (*other_init(backend, tables, cfg, images), None)
-
-
-def other_init(backend: Backend, tables: dict[str, torch.Tensor], cfg: InversionConfig,
-               images: torch.Tensor | None) -> tuple[Vectors, dict]:
+    """→ ({encoder: [N, D]}, info dict for the user)."""
     if cfg.init_mode == "word":
         return word_init(backend, tables, cfg.init_text, cfg.num_vectors), {"mode": "word",
                                                                              "text": cfg.init_text}
+    if cfg.init_mode == "denoise-attention":
+        return denoise_attention_init(backend, tables, data, cfg, evaluator)
     if cfg.init_mode == "file":
         return file_init(cfg.init_file, backend, cfg.num_vectors)
     if cfg.init_mode == "clip-attention":

@@ -19,7 +19,7 @@ from .config import ConfigError
 
 @dataclass(frozen=True)
 class Subspace:
-    kind: str                          # "pca" | "prior-normal" | "words"
+    kind: str                          # "pca" | "prior-normal"
     bases: dict[str, torch.Tensor]     # encoder -> [k, D] float32
     origin: dict[str, torch.Tensor]    # encoder -> [N, D] float32 (e0)
     max_norm: dict[str, float] = field(default_factory=dict)  # encoder -> norm cap (absent: no cap)
@@ -67,32 +67,6 @@ def pca_basis(table: torch.Tensor, k: int, scale: float = 1.0) -> torch.Tensor:
     return (eigvecs[:, top].T * std[:, None] * scale).float()
 
 
-def words_basis(table: torch.Tensor, origin: torch.Tensor, words: torch.Tensor, k: int,
-                scale: float = 1.0) -> torch.Tensor:
-    """Directions from e0 to each candidate word [W, D] (orthonormalised, best-scored first), then principal
-    directions of the table orthogonal to them, up to k; each scaled by the table's spread along it, like
-    `pca_basis`. The start vector of a two-word concept often carries one word (the colour, which dominates
-    the loss); the other word's direction is then one coefficient away. → [k, D]."""
-    table = table.float()
-    k = _check_k(k, min(table.shape))
-    towards = words.float() - origin.float().mean(0, keepdim=True)
-    keep = towards.norm(dim=1) > 1e-6 * max(1.0, float(origin.norm()))  # the top word may be e0 itself
-    q = _orthonormal(towards[keep][:k].T.double())                     # [D, w], w ≤ k
-    rest = pca_basis(table, k, 1.0).double()
-    rest = rest - (rest @ q) @ q.T                                      # off the word directions
-    directions = _orthonormal(torch.cat([q, rest.T], dim=1))[:, :k].T   # word directions stay first
-    centred = table.double() - table.double().mean(0, keepdim=True)
-    spread = (centred @ directions.T).std(0)
-    return (directions * spread[:, None] * scale).float()
-
-
-def _orthonormal(columns: torch.Tensor) -> torch.Tensor:
-    """QR with the signs fixed so each column points the way of the column it came from (+1 coefficient
-    moves towards the word, not away)."""
-    q, r = torch.linalg.qr(columns)
-    return q * torch.sign(torch.diagonal(r)).clamp_min(0).mul(2).sub(1)
-
-
 def prior_normal_basis(table: torch.Tensor, k: int, sigma: float, alpha: float, seed: int) -> torch.Tensor:
     """BBT's random projection: entries N(0, s²), s = α·ŝ/(√k·σ), ŝ the std of the table's entries, so that
     with z ~ N(0, σ²I) every coordinate of the move has std α·ŝ, like a real token. → [k, D]."""
@@ -117,22 +91,15 @@ def real_token_norm_cap(table: torch.Tensor, multiple: float) -> float | None:
 
 
 def build_subspace(kind: str, tables: dict[str, torch.Tensor], origin: dict[str, torch.Tensor], *, k: int,
-                   scale: float, sigma: float, seed: int, norm_limit: float = 0.0,
-                   words: dict[str, torch.Tensor] | None = None) -> Subspace:
-    """`words` ({encoder: [W, D]}, the init's short-listed words) is needed by kind="words" only."""
-    if kind == "words" and words is None:
-        raise ConfigError("subspace='words' needs init_mode='denoise-attention' (its short-listed words span "
-                          "the space); choose subspace='pca' for other init modes")
+                   scale: float, sigma: float, seed: int, norm_limit: float = 0.0) -> Subspace:
     bases, caps = {}, {}
     for name, table in tables.items():
         if kind == "pca":
             bases[name] = pca_basis(table, k, scale)
         elif kind == "prior-normal":
             bases[name] = prior_normal_basis(table, k, sigma, scale, seed + len(bases))
-        elif kind == "words":
-            bases[name] = words_basis(table, origin[name], words[name], k, scale)
         else:
-            raise ConfigError(f"subspace={kind!r} is not one of ['pca', 'prior-normal', 'words']")
+            raise ConfigError(f"subspace={kind!r} is not one of ['pca', 'prior-normal']")
         cap = real_token_norm_cap(table, norm_limit)
         if cap is not None:
             caps[name] = cap

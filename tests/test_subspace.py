@@ -1,29 +1,12 @@
-"""The search spaces: scaled PCA and the `words` space spanned by the init's short-listed words."""
-import pytest
+"""The PCA search space: a unit coefficient step is `scale` times the table's spread along each direction."""
 import torch
 
-from gfti_core.config import ConfigError
-from gfti_core.subspace import build_subspace, pca_basis, words_basis
+from gfti_core.config import InversionConfig
+from gfti_core.subspace import pca_basis
 
 
 def _table(seed=0, vocab=200, width=32):
     return torch.randn(vocab, width, generator=torch.Generator().manual_seed(seed)) * 0.3
-
-
-def test_words_basis_starts_with_the_directions_to_the_words_then_fills_with_pca():
-    table = _table()
-    origin, words = table[:1], table[[0, 5, 9]]  # the first word is e0 itself: no direction, skipped
-    basis = words_basis(table, origin, words, k=6)
-    assert basis.shape == (6, 32)
-    unit = basis / basis.norm(dim=1, keepdim=True)
-    span = unit[:2]
-    for w in (5, 9):  # both word directions lie in the span of the first two basis rows
-        d = table[w] - origin[0]
-        assert (d - (d @ span.T) @ span).norm() < 1e-4 * d.norm()
-    assert torch.allclose(unit @ unit.T, torch.eye(6), atol=1e-5), "orthogonal directions"
-    # each row is scaled like pca_basis: the table's spread along it
-    spread = ((table - table.mean(0)) @ unit.T).std(0)
-    torch.testing.assert_close(basis.norm(dim=1), spread, rtol=1e-4, atol=1e-6)
 
 
 def test_pca_basis_rows_are_the_spread_of_the_table():
@@ -33,12 +16,6 @@ def test_pca_basis_rows_are_the_spread_of_the_table():
     torch.testing.assert_close(basis.norm(dim=1), ((table - table.mean(0)) @ unit.T).std(0), rtol=1e-3, atol=1e-6)
 
 
-def test_words_subspace_without_a_short_list_names_the_fix():
-    table = _table()
-    with pytest.raises(ConfigError, match="denoise-attention"):
-        build_subspace("words", {"clip_l": table}, {"clip_l": table[:1]}, k=4, scale=1.0, sigma=0.5, seed=0)
-    sub = build_subspace("words", {"clip_l": table}, {"clip_l": table[:1]}, k=4, scale=1.0, sigma=0.5, seed=0,
-                         words={"clip_l": table[[3, 4]]})
-    moved = sub.decode(torch.tensor([[1.0, 0, 0, 0]]))["clip_l"][0, 0]
-    towards = table[3] - table[0]
-    assert torch.nn.functional.cosine_similarity(moved - table[0], towards, dim=0) > 0.99
+def test_the_default_step_is_subspace_scale_spreads():
+    table, scale = _table(2), InversionConfig().subspace_scale
+    torch.testing.assert_close(pca_basis(table, 4, scale), scale * pca_basis(table, 4))

@@ -55,6 +55,8 @@ class DiffusersBackend:
         self.device, self.dtype = self.unet.device, self.unet.dtype
         self.model_name = model_name or str(getattr(pipe, "name_or_path", "") or "diffusers-model")
         self.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # the training noise schedule
+        # On the device once: the v-target of every denoiser call indexes it without a host round-trip.
+        self._alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device)
         self.prediction_type = pipe.scheduler.config.get("prediction_type", "epsilon")
         self.placeholder, self._placeholder_ids = choose_placeholder(self.word_ids, names)
         self._rows = rows_per_call
@@ -122,7 +124,7 @@ class DiffusersBackend:
         noise = noise.to(self.device)
         if self.prediction_type != "v_prediction":
             return noise
-        ac = self.scheduler.alphas_cumprod[timesteps.cpu()].to(self.device)
+        ac = self._alphas_cumprod[timesteps.to(self.device)]
         return v_target(latents.to(self.device).float(), noise.float(), ac)
 
     def max_rows(self, latent_shape: Sequence[int]) -> int:
