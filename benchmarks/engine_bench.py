@@ -27,6 +27,7 @@ from gfti_core.backends.diffusers_backend import DiffusersBackend  # noqa: E402
 from gfti_core.config import InversionConfig  # noqa: E402
 from gfti_core.engine import run_generations, start_run  # noqa: E402
 from gfti_core.objective import Evaluator, TrainingSet, draw_samples, generation_generator  # noqa: E402
+from gradient_ti import gradient_ti  # noqa: E402
 
 
 def sd15_pipeline(device: str):
@@ -154,7 +155,7 @@ def measure(kind: str, args) -> None:
     if kind == "es":
         run_generations(state, backend, 1)
     else:
-        gradient_ti_step(pipe, backend, state, args.batch)
+        gradient_ti_step(backend, state, args.batch)
     if args.gpu:
         torch.cuda.synchronize()
         mib = (torch.cuda.max_memory_allocated() - base) / 2**20
@@ -163,25 +164,11 @@ def measure(kind: str, args) -> None:
     print(json.dumps({"kind": kind, "mib": mib}))
 
 
-def gradient_ti_step(pipe, backend, state, batch):
-    """One step of gradient textual inversion (the diffusers recipe: autograd through UNet and text encoder
-    to the placeholder's embedding row, Adam update), at the same batch as one ES forward call."""
-    from gfti_core.backends.diffusers_backend import inject_vectors
-
-    vec = state.subspace.origin["clip_l"].clone().to(backend.device, torch.float32).requires_grad_(True)
-    opt = torch.optim.AdamW([vec], lr=5e-3)
-    tok, te = pipe.tokenizer, pipe.text_encoder
-    ids = tok(["a photo of " + backend.placeholder] * batch, padding="max_length", max_length=tok.model_max_length,
-              return_tensors="pt").input_ids.to(backend.device)
-    lat = state.data.latents[:1].repeat(batch, 1, 1, 1).to(backend.device, backend.dtype)
-    noise, t = torch.randn_like(lat), torch.randint(0, 1000, (batch,), device=backend.device)
-    with inject_vectors(te, ids, backend._placeholder_ids["clip_l"], vec[None].expand(batch, -1, -1).to(backend.dtype)):
-        cond = te(ids)[0]
-    x_t = backend.scheduler.add_noise(lat, noise, t)
-    target = backend.training_target(lat, noise, t)  # ε or v, as the model was trained
-    loss = (pipe.unet(x_t, t, encoder_hidden_states=cond).sample.float() - target.float()).pow(2).mean()
-    loss.backward()
-    opt.step()
+def gradient_ti_step(backend, state, batch):
+    """One step of the benchmark's gradient textual inversion (autograd through UNet and text encoder to the
+    placeholder's row, AdamW update) at the same batch as one ES forward call, on the same training set."""
+    gradient_ti(backend, state.data, state.subspace.origin["clip_l"], steps=1, batch=batch,
+                t_range=(state.config.timestep_min, state.config.timestep_max))
 
 
 def main() -> None:

@@ -25,7 +25,8 @@ def gradient_ti(backend: DiffusersBackend, data: TrainingSet, init: torch.Tensor
     te, tok, unet = pipe.text_encoder, pipe.tokenizer, pipe.unet
     for module in (te, unet, pipe.vae):
         module.requires_grad_(False)
-    vec = init.clone().float().requires_grad_(True)
+    dev, dtype = backend.device, backend.dtype
+    vec = init.clone().to(dev, torch.float32).requires_grad_(True)
     opt = torch.optim.AdamW([vec], lr=lr, weight_decay=1e-2)
     gen = torch.Generator().manual_seed(seed)
     ph_id, n = backend._placeholder_ids[backend.encoders[0].name], init.shape[0]
@@ -35,15 +36,16 @@ def gradient_ti(backend: DiffusersBackend, data: TrainingSet, init: torch.Tensor
         prompts = [data.prompts[i][j].replace(PLACEHOLDER, " ".join([backend.placeholder] * n))
                    for i, j in zip(draw.latent_idx.tolist(), draw.prompt_idx.tolist())]
         ids = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                  return_tensors="pt").input_ids
-        with inject_vectors(te, ids, ph_id, vec[None].expand(batch, -1, -1)):
+                  return_tensors="pt").input_ids.to(dev)
+        with inject_vectors(te, ids, ph_id, vec[None].expand(batch, -1, -1).to(dtype)):
             cond = te(ids)[0]
-        latents = data.latents[draw.latent_idx]
-        x_t = backend.scheduler.add_noise(latents, draw.noise, draw.timesteps)
-        pred = unet(x_t, draw.timesteps, encoder_hidden_states=cond).sample
+        latents = data.latents[draw.latent_idx].to(dev, dtype)
+        noise, timesteps = draw.noise.to(dev, dtype), draw.timesteps.to(dev)
+        x_t = backend.scheduler.add_noise(latents, noise, timesteps)
+        pred = unet(x_t, timesteps, encoder_hidden_states=cond).sample
         # Foreground masks weight the loss exactly as in GFTI's objective (A1111's gradient TI offers the same).
-        weights = None if data.weights is None else data.weights[draw.latent_idx]
-        loss = per_row_mse(pred, backend.training_target(latents, draw.noise, draw.timesteps), weights).mean()
+        weights = None if data.weights is None else data.weights[draw.latent_idx].to(dev)
+        loss = per_row_mse(pred, backend.training_target(latents, noise, timesteps), weights).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -52,3 +52,22 @@ def test_variant_names_parse_into_typed_overrides():
     assert options == {"masks": True, "budget": 12288}
     with pytest.raises(AttributeError):
         bench.parse_variant("gfti:no_such_field=1")
+
+
+def test_gradient_ti_moves_only_the_placeholder_vector(tiny_sd1):
+    """The comparison row trains what it claims: the embedding changes, every model weight stays put."""
+    import torch
+
+    from gfti_core.backends.diffusers_backend import DiffusersBackend
+    from gfti_core.objective import TrainingSet
+    from gfti_core.tiny import tiny_images
+
+    backend = DiffusersBackend(tiny_sd1)
+    data = TrainingSet(backend.encode_images(tiny_images(2)), [["a photo of <*>"]] * 2)
+    width = backend.encoders[0].width
+    init = torch.randn(1, width) * 0.3
+    before = {n: p.detach().clone() for n, p in tiny_sd1.unet.named_parameters()}
+    learned = _module("gradient_ti").gradient_ti(backend, data, init, steps=2, batch=2, lr=1e-2)
+    assert learned.shape == init.shape and torch.isfinite(learned).all()
+    assert (learned - init).abs().max() > 1e-4
+    assert all(torch.equal(p, before[n]) for n, p in tiny_sd1.unet.named_parameters())
