@@ -84,9 +84,10 @@ def gfti_curve(backend, state, budget, concept, args):
         target = max(1, int(budget * frac) // per_gen)
         t0 = time.perf_counter()
         state = run_generations(state, backend, target - state.generation)
-        vectors, _ = final_vectors(state, backend)
+        vectors, report = final_vectors(state, backend)
         seconds += time.perf_counter() - t0
         points.append({"rows": state.forward_rows, "seconds": round(seconds, 2),
+                       "holdout_loss": report["holdout_loss"][report["chosen"]],
                        "norm": float(vectors["clip_l"].norm(dim=-1).max()),
                        **measure(backend, vectors, concept, args.images, args.eval_seed)})
     return points
@@ -122,7 +123,7 @@ def original_space(state, tables, dim=256, popsize=20):
         e0 = state.subspace.origin[enc]
         origin[enc] = e0 / e0.norm(dim=-1, keepdim=True) + table.mean(0)
     subspace = Subspace("pca", bases, origin)
-    cfg = dataclasses.replace(state.config, popsize=popsize, sigma=1.0, subspace_dim=dim,
+    cfg = dataclasses.replace(state.config, popsize=popsize, sigma=1.0, subspace_dim=dim, optimizer="cma",
                               common_random_numbers=False)
     spec = OptimizerSpec("cma", subspace.dim, popsize, 1.0, cfg.seed)
     return dataclasses.replace(state, config=cfg, subspace=subspace, opt_spec=spec,

@@ -60,9 +60,10 @@ class InversionConfig:
                                  "8 lets a 32-generation search grow the vector as far as gradient TI does (toy "
                                  "benchmark: scale 1 -> 8 moved blue circle's fidelity 0.00 -> 0.50; BENCHMARKS.md)",
                                  lo=1e-3, hi=100.0, group="search")
-    optimizer: str = _opt("cma", "cma = full-covariance CMA-ES; sep-cma = diagonal (large dims); "
-                          "zo-adam = zeroth-order gradient estimate + Adam (for comparison)",
-                          choices=OPTIMIZERS, group="search")
+    optimizer: str = _opt("sep-cma", "sep-cma = CMA-ES with a diagonal covariance (default: its learning rates are "
+                          "~22x full CMA's at 64 dims, so a 32-generation run adapts each direction's step; "
+                          "docs/engine.md point 10); cma = full covariance; zo-adam = zeroth-order "
+                          "gradient estimate + Adam (for comparison)", choices=OPTIMIZERS, group="search")
     generations: int = _opt(100, "ES generations to run (each evaluates the whole population)", lo=0,
                             hi=100000, group="train")
     popsize: int = _opt(16, "candidates per generation", lo=2, hi=4096, group="train")

@@ -24,16 +24,18 @@ def _distance(backend, vectors):
     return float(sum((vectors[k].mean(0) - backend.planted[k]).norm() for k in vectors))
 
 
-def test_es_approaches_the_planted_optimum_from_a_far_init():
+@pytest.mark.parametrize("optimizer, remaining", [("cma", 0.01), ("sep-cma", 0.15)])
+def test_es_approaches_the_planted_optimum_from_a_far_init(optimizer, remaining):
     backend = FakeBackend()
-    state = start_run(backend, _cfg(subspace="pca", subspace_dim=16), IMAGES)
+    state = start_run(backend, _cfg(subspace="pca", subspace_dim=16, optimizer=optimizer), IMAGES)
     start = _distance(backend, state.subspace.origin)
     state = run_generations(state, backend, 300)
     final, report = final_vectors(state, backend)
     # The 16-d PCA subspace spans the whole 16-d table, so the planted vector is reachable exactly; the
-    # noise term is shared by all candidates (common random numbers), so CMA-ES converges to it: measured
-    # 0.0007 remaining of 2.49 at 300 generations. 1% leaves room for BLAS rounding differences.
-    assert _distance(backend, final) < 0.01 * start, (start, _distance(backend, final), report)
+    # noise term is shared by all candidates (common random numbers), so full CMA-ES converges to it:
+    # measured 0.0007 remaining of 2.49 at 300 generations (1% leaves room for BLAS rounding). The default
+    # sep-CMA cannot learn this objective's rotated curvature and converges more slowly: measured 0.22 of 2.49.
+    assert _distance(backend, final) < remaining * start, (start, _distance(backend, final), report)
 
 
 def test_common_random_numbers_give_identical_fitness_to_identical_candidates():
