@@ -125,7 +125,7 @@ def original_space(state, tables, dim=256, popsize=20):
     subspace = Subspace("pca", bases, origin)
     cfg = dataclasses.replace(state.config, popsize=popsize, sigma=1.0, subspace_dim=dim, optimizer="cma",
                               common_random_numbers=False)
-    spec = OptimizerSpec("cma", subspace.dim, popsize, 1.0, cfg.seed)
+    spec = OptimizerSpec(cfg.optimizer, subspace.dim, popsize, cfg.sigma, cfg.seed)
     return dataclasses.replace(state, config=cfg, subspace=subspace, opt_spec=spec,
                                opt_fitness=np.zeros((0, popsize)), live=None)
 

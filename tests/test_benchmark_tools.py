@@ -66,8 +66,10 @@ def test_gradient_ti_moves_only_the_placeholder_vector(tiny_sd1):
     data = TrainingSet(backend.encode_images(tiny_images(2)), [["a photo of <*>"]] * 2)
     width = backend.encoders[0].width
     init = torch.randn(1, width) * 0.3
-    before = {n: p.detach().clone() for n, p in tiny_sd1.unet.named_parameters()}
+    models = (tiny_sd1.unet, tiny_sd1.text_encoder)
+    before = [{n: p.detach().clone() for n, p in m.named_parameters()} for m in models]
     learned = _module("gradient_ti").gradient_ti(backend, data, init, steps=2, batch=2, lr=1e-2)
     assert learned.shape == init.shape and torch.isfinite(learned).all()
     assert (learned - init).abs().max() > 1e-4
-    assert all(torch.equal(p, before[n]) for n, p in tiny_sd1.unet.named_parameters())
+    for model, weights in zip(models, before):
+        assert all(torch.equal(p, weights[n]) for n, p in model.named_parameters())
