@@ -84,6 +84,8 @@ class InversionConfig:
     flip: bool = _opt(True, "also train on horizontally flipped images", group="train")
     common_random_numbers: bool = _opt(True, "score every candidate of a generation on the same draw "
                                        "(off only to reproduce the original method)", group="train")
+    mirrored: bool = _opt(False, "cma/sep-cma: sample candidates in mirrored pairs (m ± σz) so each pair is "
+                          "compared on the same draw", group="search")
     norm_limit: float = _opt(0.0, "cap each vector's norm at this multiple of the largest real token norm "
                              "(0 = no cap)", lo=0.0, hi=100.0, group="search")
     holdout_samples: int = _opt(32, "fixed draws used to pick the final vector (best-ever vs mean)", lo=1,

@@ -144,7 +144,7 @@ def start_run(backend: Backend, cfg: InversionConfig, images: torch.Tensor,
         info["context"] = context
     subspace = build_subspace(cfg.subspace, tables, origin, k=cfg.subspace_dim, scale=cfg.subspace_scale,
                               sigma=cfg.sigma, seed=cfg.seed, norm_limit=cfg.norm_limit)
-    spec = OptimizerSpec(cfg.optimizer, subspace.dim, cfg.popsize, cfg.sigma, cfg.seed)
+    spec = OptimizerSpec(cfg.optimizer, subspace.dim, cfg.popsize, cfg.sigma, cfg.seed, cfg.mirrored)
     info["init_forward_rows"] = evaluator.forward_rows
     return RunState(cfg, backend.family, {e.name: e.width for e in backend.encoders}, backend.model_name,
                     subspace, data, spec, np.zeros((0, cfg.popsize)), {k: [] for k in HISTORY_KEYS},
@@ -155,7 +155,7 @@ def with_settings(state: RunState, **changes) -> RunState:
     """Continue a run under changed settings (e.g. a chained ComfyUI step with another popsize or sigma).
     Settings the optimiser depends on re-centre the search on the current mean; others apply directly."""
     cfg = dataclasses.replace(state.config, **changes)
-    spec = OptimizerSpec(cfg.optimizer, state.subspace.dim, cfg.popsize, cfg.sigma, cfg.seed)
+    spec = OptimizerSpec(cfg.optimizer, state.subspace.dim, cfg.popsize, cfg.sigma, cfg.seed, cfg.mirrored)
     if spec == state.opt_spec:
         return dataclasses.replace(state, config=cfg)
     centre = state.subspace.decode(torch.as_tensor(state.optimizer().mean[None]))

@@ -44,6 +44,7 @@ class OptimizerSpec:
     popsize: int
     sigma: float
     seed: int
+    mirrored: bool = False  # CMA kinds: half the population are mirror images (m ± σz) of the other half
 
 
 class Optimizer(Protocol):
@@ -68,6 +69,10 @@ class CMAOptimizer:
         opts = {"popsize": spec.popsize, "seed": spec.seed + 1, "verbose": -9, "verb_disp": 0, "verb_log": 0,
                 "randn": self._randn, "CMA_diagonal": diagonal, "tolfun": 0, "tolx": 0, "tolfunhist": 0,
                 "tolstagnation": 10**9, "tolflatfitness": 10**9}
+        if spec.mirrored:
+            # Unconditional mirrored pairs (m + σz, m − σz): scored on the same draw (common random numbers),
+            # the pair's difference cancels the draw's effect to first order, so ranking sees the slope.
+            opts.update({"CMA_mirrors": spec.popsize // 2, "CMA_mirrormethod": 0})
         with quiet_numpy():
             self._es = cma.CMAEvolutionStrategy(np.zeros(spec.dim), spec.sigma, opts)
 

@@ -36,8 +36,8 @@ def test_resume_equals_uninterrupted_on_a_tiny_sd1(tiny_sd1, tmp_path, optimizer
 def test_optimizer_replay_is_bit_exact():
     from gfti_core.optim import OptimizerSpec, make_optimizer, replay
 
-    for kind in ("cma", "sep-cma", "zo-adam"):
-        spec = OptimizerSpec(kind, 10, 7, 0.3, 5)
+    for kind, mirrored in (("cma", False), ("sep-cma", False), ("zo-adam", False), ("sep-cma", True)):
+        spec = OptimizerSpec(kind, 10, 8 if mirrored else 7, 0.3, 5, mirrored)
         live, told = make_optimizer(spec), []
         for _ in range(12):
             x = live.ask()
@@ -47,6 +47,17 @@ def test_optimizer_replay_is_bit_exact():
         again = replay(spec, np.array(told))
         assert np.array_equal(again.mean, live.mean) and again.step_size == live.step_size
         assert np.array_equal(again.ask(), live.ask())
+
+
+def test_mirrored_sampling_pairs_each_candidate_with_its_mirror():
+    from gfti_core.optim import OptimizerSpec, make_optimizer
+
+    opt = make_optimizer(OptimizerSpec("sep-cma", 6, 8, 0.5, 1, mirrored=True))
+    for _ in range(3):  # the pairs must survive a mean/step-size update
+        x, m = opt.ask(), opt.mean
+        assert np.allclose(x[0::2] + x[1::2], 2 * m, atol=1e-12)
+        assert not np.allclose(x[0::2], x[1::2])
+        opt.tell(x, (x**2).sum(1))
 
 
 def test_state_round_trip_keeps_everything(tmp_path):
