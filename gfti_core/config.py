@@ -88,6 +88,9 @@ class InversionConfig:
                           "compared on the same draw", group="search")
     norm_limit: float = _opt(0.0, "cap each vector's norm at this multiple of the largest real token norm "
                              "(0 = no cap)", lo=0.0, hi=100.0, group="search")
+    tail_average: float = _opt(0.5, "share of the last generations whose search means are averaged into a "
+                               "'tail-mean' final candidate (0 = off; docs/engine.md point 11)", lo=0.0, hi=1.0,
+                               group="search")
     holdout_samples: int = _opt(32, "fixed draws used to pick the final vector (best-ever vs mean)", lo=1,
                                 hi=4096, group="train")
     seed: int = _opt(0, "seed for every random draw of the run", lo=0, hi=2**31 - 1, group="train")

@@ -158,6 +158,15 @@ def replay(spec: OptimizerSpec, fitness_history: np.ndarray) -> Optimizer:
     return opt
 
 
+def mean_path(spec: OptimizerSpec, fitness_history: np.ndarray) -> np.ndarray:
+    """The optimiser's mean after each generation of `fitness_history` [G, P], replayed → [G, dim]."""
+    opt, means = make_optimizer(spec), []
+    for row in np.asarray(fitness_history, dtype=np.float64):
+        opt.tell(opt.ask(), row)
+        means.append(opt.mean)
+    return np.stack(means) if means else np.zeros((0, spec.dim))
+
+
 def sanitize_fitness(f: np.ndarray) -> tuple[np.ndarray, int]:
     """Non-finite losses (a NaN from the model) rank last: they become worst-finite + 1. Returns the
     cleaned values and how many were rejected; all-non-finite raises `RunDivergedError` (nothing can be ranked)."""

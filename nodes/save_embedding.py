@@ -1,5 +1,5 @@
-"""GFTI Save Embedding: pick the final vector (best-ever vs the search mean, re-scored on a held-out draw) and
-write it into ComfyUI's embeddings folder, usable at once as `embedding:<name>` in any prompt."""
+"""GFTI Save Embedding: pick the final vector (best-ever, the search mean or its tail average, re-scored on a
+held-out draw) and write it into ComfyUI's embeddings folder, usable at once as `embedding:<name>` in any prompt."""
 from __future__ import annotations
 
 from ..gfti_core.engine import final_vectors

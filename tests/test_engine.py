@@ -228,3 +228,22 @@ def test_auto_context_rescoring_drops_context_words_from_e0(tmp_path):
     assert weight(before, "red") > 0.2, before
     assert weight(after, "red") < weight(before, "red") / 2, (before, after)
     assert after[0]["word"] == "cat"
+
+
+def test_tail_average_is_the_mean_of_the_replayed_means_and_can_be_switched_off():
+    from gfti_core.engine import tail_average
+    from gfti_core.optim import mean_path
+
+    backend = FakeBackend()
+    state = run_generations(start_run(backend, _cfg(), IMAGES), backend, 10)
+    path = mean_path(state.opt_spec, state.opt_fitness)
+    assert path.shape == (10, state.subspace.dim)
+    assert np.array_equal(path[-1], state.optimizer().mean)  # the replay is the run's own optimiser
+    assert np.allclose(tail_average(state), path[5:].mean(axis=0))
+    assert not np.allclose(tail_average(state), path[-1])
+    _, report = final_vectors(state, backend)
+    assert set(report["holdout_loss"]) == {"mean", "tail-mean", "best-ever", "init"}
+    assert report["chosen"] != "init"
+    off = dataclasses.replace(state, config=dataclasses.replace(state.config, tail_average=0.0))
+    assert tail_average(off) is None
+    assert "tail-mean" not in final_vectors(off, backend)[1]["holdout_loss"]
