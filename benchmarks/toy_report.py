@@ -100,7 +100,8 @@ def context_accuracy(results) -> str:
         f"{name}: {right}/{total}" for name, (right, total) in sorted(tally.items()))
 
 
-def plot(results, out: Path) -> None:
+def plot(results, out: Path, only: list[str] | None = None) -> None:
+    """Fidelity vs rows and vs wall time; `only` keeps those rows (a plot of 20 rows is unreadable)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,6 +109,8 @@ def plot(results, out: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for name in curve_names(results):
+        if only and name not in only:
+            continue
         curves = [r[name] for r in results if name in r]
         if not curves:
             continue
@@ -136,11 +139,12 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("results", nargs="+")
     p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--plot", default="", help='rows to draw, ";"-separated (default: all)')
     args = p.parse_args()
     results = load(args.results)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    plot(results, out)
+    plot(results, out, [n for n in args.plot.split(";") if n] or None)
     text = table(results) + "\n\nPer concept (fidelity / editability):\n\n" + per_concept(results)
     text += "\n\n" + context_accuracy(results)
     (out / "toy_table.md").write_text(text + "\n")
