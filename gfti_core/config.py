@@ -91,7 +91,7 @@ class InversionConfig:
     tail_average: float = _opt(0.5, "share of the last generations whose search means are averaged into a "
                                "'tail-mean' final candidate (0 = off; docs/engine.md point 11)", lo=0.0, hi=1.0,
                                group="search")
-    holdout_samples: int = _opt(32, "fixed draws used to pick the final vector (best-ever vs mean)", lo=1,
+    holdout_samples: int = _opt(32, "fixed draws used to pick the final vector (best-ever, mean or tail mean)", lo=1,
                                 hi=4096, group="train")
     seed: int = _opt(0, "seed for every random draw of the run", lo=0, hi=2**31 - 1, group="train")
     batch_rows: int = _opt(0, "max rows per denoiser call (0 = let the backend decide)", lo=0, hi=65536,
@@ -144,5 +144,8 @@ def validate(cfg: InversionConfig) -> None:
         raise ConfigError("init_mode='file' needs init_file (path of an embedding file)")
     if cfg.init_mode == "clip-attention" and not cfg.init_clip_model:
         raise ConfigError("init_mode='clip-attention' needs init_clip_model (a local CLIP model folder)")
+    if cfg.mirrored and cfg.optimizer == "zo-adam":
+        raise ConfigError("mirrored=True applies to cma/sep-cma; zo-adam already samples in ± pairs "
+                          "(turn mirrored off or pick another optimizer)")
     if not cfg.token.strip():
         raise ConfigError("token is empty; give the new word a name such as 'my-cat'")

@@ -21,7 +21,7 @@ from .config import ConfigError, InversionConfig
 from .context import auto_context
 from .init_vectors import initial_vectors
 from .objective import Cancelled, Evaluator, TrainingSet, draw_samples, generation_generator
-from .optim import Optimizer, OptimizerSpec, make_optimizer, mean_path, replay, sanitize_fitness
+from .optim import Optimizer, OptimizerSpec, make_optimizer, replay, sanitize_fitness
 from .subspace import Subspace, build_subspace
 from .templates import prompts_for_images
 
@@ -216,12 +216,8 @@ def final_vectors(state: RunState, backend: Backend) -> tuple[dict[str, torch.Te
     """Choose between the optimiser's mean, its tail average and the best-ever vectors by re-scoring them on a
     fixed held-out draw (the best-ever was measured on one lucky draw; the mean is what the search converged
     to; the tail average is the mean's path averaged over the run's last generations, docs/engine.md point 11)."""
-    coeffs = {"mean": state.optimizer().mean}
-    tail = tail_average(state)
-    if tail is not None:
-        coeffs["tail-mean"] = tail
     candidates = {n: {k: v[0] for k, v in state.subspace.decode(torch.as_tensor(c[None])).items()}
-                  for n, c in coeffs.items()}
+                  for n, c in search_means(state).items()}
     candidates.update({"best-ever": state.best_vectors, "init": state.subspace.origin})
     names = list(candidates)
     stacked = {enc: torch.stack([candidates[n][enc] for n in names]) for enc in state.encoders}
@@ -235,14 +231,16 @@ def final_vectors(state: RunState, backend: Backend) -> tuple[dict[str, torch.Te
     return {k: v.clone() for k, v in candidates[pick].items()}, report
 
 
-def tail_average(state: RunState) -> np.ndarray | None:
-    """Mean of the optimiser's means over the last `tail_average` share of generations, or None when off.
+def search_means(state: RunState) -> dict[str, np.ndarray]:
+    """The search's final points in coefficient space: the optimiser's mean and, unless `tail_average` is 0,
+    the mean of its means over that last share of generations (one replay yields both).
 
     With a noisy loss (a few draws per generation) the mean keeps random-walking at the step size after it
     has found the basin; averaging its path keeps the common drift and cancels much of the walk (Polyak
     averaging). It costs no forward passes: the means are replayed from the recorded fitness."""
     share, n = state.config.tail_average, len(state.opt_fitness)
     if share <= 0 or n < 2:
-        return None
-    path = mean_path(state.opt_spec, state.opt_fitness)
-    return path[n - max(1, int(round(share * n))):].mean(axis=0)
+        return {"mean": state.optimizer().mean}
+    path: list[np.ndarray] = []
+    mean = replay(state.opt_spec, state.opt_fitness, path).mean
+    return {"mean": mean, "tail-mean": np.mean(path[n - max(1, round(share * n)):], axis=0)}

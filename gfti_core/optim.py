@@ -70,8 +70,8 @@ class CMAOptimizer:
                 "randn": self._randn, "CMA_diagonal": diagonal, "tolfun": 0, "tolx": 0, "tolfunhist": 0,
                 "tolstagnation": 10**9, "tolflatfitness": 10**9}
         if spec.mirrored:
-            # Unconditional mirrored pairs (m + σz, m − σz): scored on the same draw (common random numbers),
-            # the pair's difference cancels the draw's effect to first order, so ranking sees the slope.
+            # Unconditional mirrored pairs (m + σz, m − σz). Scored on the same draw (common random numbers), a
+            # pair is a two-sided difference along z: its ranking is free of the even-order (curvature) terms.
             opts.update({"CMA_mirrors": spec.popsize // 2, "CMA_mirrormethod": 0})
         with quiet_numpy():
             self._es = cma.CMAEvolutionStrategy(np.zeros(spec.dim), spec.sigma, opts)
@@ -150,21 +150,15 @@ def make_optimizer(spec: OptimizerSpec) -> Optimizer:
     raise ValueError(f"optimizer={spec.kind!r} is not one of ['cma', 'sep-cma', 'zo-adam']")
 
 
-def replay(spec: OptimizerSpec, fitness_history: np.ndarray) -> Optimizer:
-    """Rebuild an optimiser that has been told `fitness_history` [G, P], one row per generation."""
+def replay(spec: OptimizerSpec, fitness_history: np.ndarray, means: list | None = None) -> Optimizer:
+    """Rebuild an optimiser that has been told `fitness_history` [G, P], one row per generation. `means`, when
+    given, receives the mean after each generation: the search's path, for the tail average."""
     opt = make_optimizer(spec)
     for row in np.asarray(fitness_history, dtype=np.float64):
         opt.tell(opt.ask(), row)
+        if means is not None:
+            means.append(opt.mean)
     return opt
-
-
-def mean_path(spec: OptimizerSpec, fitness_history: np.ndarray) -> np.ndarray:
-    """The optimiser's mean after each generation of `fitness_history` [G, P], replayed → [G, dim]."""
-    opt, means = make_optimizer(spec), []
-    for row in np.asarray(fitness_history, dtype=np.float64):
-        opt.tell(opt.ask(), row)
-        means.append(opt.mean)
-    return np.stack(means) if means else np.zeros((0, spec.dim))
 
 
 def sanitize_fitness(f: np.ndarray) -> tuple[np.ndarray, int]:

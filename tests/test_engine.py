@@ -231,19 +231,28 @@ def test_auto_context_rescoring_drops_context_words_from_e0(tmp_path):
 
 
 def test_tail_average_is_the_mean_of_the_replayed_means_and_can_be_switched_off():
-    from gfti_core.engine import tail_average
-    from gfti_core.optim import mean_path
+    from gfti_core.engine import search_means
+    from gfti_core.optim import replay
 
     backend = FakeBackend()
     state = run_generations(start_run(backend, _cfg(), IMAGES), backend, 10)
-    path = mean_path(state.opt_spec, state.opt_fitness)
+    path: list = []
+    replay(state.opt_spec, state.opt_fitness, path)
+    path = np.stack(path)
     assert path.shape == (10, state.subspace.dim)
     assert np.array_equal(path[-1], state.optimizer().mean)  # the replay is the run's own optimiser
-    assert np.allclose(tail_average(state), path[5:].mean(axis=0))
-    assert not np.allclose(tail_average(state), path[-1])
+    means = search_means(state)
+    assert np.array_equal(means["mean"], state.optimizer().mean)
+    assert np.allclose(means["tail-mean"], path[5:].mean(axis=0))
+    assert not np.allclose(means["tail-mean"], path[-1])
     _, report = final_vectors(state, backend)
     assert set(report["holdout_loss"]) == {"mean", "tail-mean", "best-ever", "init"}
     assert report["chosen"] != "init"
     off = dataclasses.replace(state, config=dataclasses.replace(state.config, tail_average=0.0))
-    assert tail_average(off) is None
+    assert set(search_means(off)) == {"mean"}
     assert "tail-mean" not in final_vectors(off, backend)[1]["holdout_loss"]
+
+
+def test_mirrored_with_zo_adam_is_refused_with_a_fix():
+    with pytest.raises(ConfigError, match="mirrored"):
+        InversionConfig(optimizer="zo-adam", mirrored=True)
