@@ -153,3 +153,30 @@ def test_concept_masks_mark_the_shape_pixels():
         marked = np.asarray(mask) > 128
         assert marked.mean() > 0.03
         assert (is_fg == marked).mean() > 0.97
+
+
+@needs_model
+def test_unet_init_continues_the_shipped_model_in_fp32():
+    from toyworld import load_pipeline
+    from toyworld.train import diffusion_models, parse_args
+
+    args = parse_args(["--unet-init", str(MODEL_DIR)])
+    unet, text_encoder = diffusion_models(build_tokenizer(), args)
+    shipped = load_pipeline()
+    assert unet.training and text_encoder.training
+    assert next(unet.parameters()).dtype == torch.float32
+    for mine, theirs in ((unet, shipped.unet), (text_encoder, shipped.text_encoder)):
+        name, weight = next(iter(mine.state_dict().items()))
+        assert torch.equal(weight, theirs.state_dict()[name]), name
+
+
+@needs_model
+def test_unet_init_refuses_a_model_of_another_vocabulary():
+    from toyworld.train import diffusion_models, parse_args
+
+    class OtherTokenizer:
+        def __len__(self):
+            return 7
+
+    with pytest.raises(SystemExit, match="same toyworld/tokenizer.py"):
+        diffusion_models(OtherTokenizer(), parse_args(["--unet-init", str(MODEL_DIR)]))

@@ -38,7 +38,8 @@ def write_training_md(out: Path, info: dict) -> None:
         f"- VAE reconstructions of held-out concepts, classifier shape+colour right: "
         f"{info.get('vae_recon_accuracy')}",
         f"- UNet + text-encoder steps: {info['unet_steps']} (batch {info['batch']}, "
-        f"{info['specs']} shape/colour/background specs x {info['per_spec']} cached images)",
+        f"{info['specs']} shape/colour/background specs x {info['per_spec']} cached images)"
+        + (f", continued from `{info['unet_init']}` at lr {info['lr']}" if info.get("unet_init") else ""),
         f"- total wall time: {info['wall_minutes']} min; final smoothed loss {info['final_loss']}",
         f"- sizes (MB, fp16 safetensors): {info['sizes_mb']}", "",
         "Reproduce exactly with the recorded step count: add `--unet-steps "

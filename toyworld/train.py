@@ -36,6 +36,9 @@ def parse_args(argv=None):
     p.add_argument("--vae-init", default=None,
                    help="folder of a trained toy VAE to fine-tune instead of starting from scratch")
     p.add_argument("--vae-lr", type=float, default=1e-3)
+    p.add_argument("--unet-init", default=None,
+                   help="trained toy pipeline folder whose UNet and text encoder are trained further "
+                        "(a continuation; its tokenizer must be this script's)")
     p.add_argument("--per-spec", type=int, default=48, help="cached images per (shape,colour,bg)")
     p.add_argument("--unet-steps", type=int, default=0, help="0: fit --unet-minutes")
     p.add_argument("--unet-minutes", type=float, default=32.0)
@@ -186,11 +189,29 @@ def lr_factor(step, total, warmup=100):
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
-def train_diffusion(vae, tokenizer, latents, specs, args, rng, on_snapshot):
+def diffusion_models(tokenizer, args):
+    """Fresh UNet + text encoder, or (``--unet-init``) the fp32 copies of a trained pipeline's."""
+    if args.unet_init:
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+        folder = Path(args.unet_init)
+        unet = UNet2DConditionModel.from_pretrained(folder / "unet", local_files_only=True,
+                                                    torch_dtype=torch.float32)
+        text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", local_files_only=True,
+                                                     torch_dtype=torch.float32)
+        if text_encoder.config.vocab_size != len(tokenizer):
+            raise SystemExit(f"--unet-init {folder}: its text encoder has {text_encoder.config.vocab_size} "
+                             f"tokens, this tokenizer {len(tokenizer)}; continue only a model trained "
+                             "with the same toyworld/tokenizer.py")
+        return unet.train(), text_encoder.train()
     text_encoder = build_text_encoder(len(tokenizer), tokenizer.bos_token_id,
                                       tokenizer.eos_token_id, tokenizer.pad_token_id,
                                       layers=2, intermediate=256)
-    unet = build_unet((32, 64, 128), groups=args.unet_groups)
+    return build_unet((32, 64, 128), groups=args.unet_groups), text_encoder
+
+
+def train_diffusion(vae, tokenizer, latents, specs, args, rng, on_snapshot):
+    unet, text_encoder = diffusion_models(tokenizer, args)
     scheduler = build_scheduler(args.prediction)
     log.info("text encoder %.2fM, unet %.2fM params", n_params(text_encoder) / 1e6, n_params(unet) / 1e6)
     params = list(unet.parameters()) + list(text_encoder.parameters())
@@ -256,7 +277,7 @@ def main(argv=None):
                 wall_minutes=round(wall / 60, 1), vae_minutes=round(t_vae / 60, 1),
                 final_loss=round(final_loss, 4), sizes_mb=sizes, threads=args.threads,
                 batch=args.groups * args.group_size, specs=len(specs), per_spec=args.per_spec,
-                vae_init=args.vae_init, vae_recon_accuracy=recon_acc,
+                vae_init=args.vae_init, unet_init=args.unet_init, lr=args.lr, vae_recon_accuracy=recon_acc,
                 held_out_captions=args.held_out_captions, prediction=args.prediction,
                 max_length=tokenizer.model_max_length)
     (out / "training_info.json").write_text(json.dumps(info, indent=2))
