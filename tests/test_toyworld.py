@@ -166,8 +166,18 @@ def test_unet_init_continues_the_shipped_model_in_fp32():
     assert unet.training and text_encoder.training
     assert next(unet.parameters()).dtype == torch.float32
     for mine, theirs in ((unet, shipped.unet), (text_encoder, shipped.text_encoder)):
-        name, weight = next(iter(mine.state_dict().items()))
-        assert torch.equal(weight, theirs.state_dict()[name]), name
+        reference = theirs.state_dict()
+        for name, weight in mine.state_dict().items():
+            assert torch.equal(weight, reference[name]), name
+
+
+@needs_model
+def test_unet_init_refuses_another_prediction_target():
+    from toyworld.train import diffusion_models, parse_args
+
+    args = parse_args(["--unet-init", str(MODEL_DIR), "--prediction", "epsilon"])
+    with pytest.raises(SystemExit, match="--prediction v_prediction"):
+        diffusion_models(build_tokenizer(), args)
 
 
 @needs_model

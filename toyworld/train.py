@@ -59,10 +59,15 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def load_fp32(model_class, folder):
+    """A saved (fp16) toy component as fp32 training weights, from local files only."""
+    return model_class.from_pretrained(folder, local_files_only=True, torch_dtype=torch.float32)
+
+
 def train_vae(args, rng) -> torch.nn.Module:
     if args.vae_init:
         from diffusers import AutoencoderKL
-        vae = AutoencoderKL.from_pretrained(args.vae_init, local_files_only=True, torch_dtype=torch.float32)
+        vae = load_fp32(AutoencoderKL, args.vae_init)
     else:
         vae = build_vae(groups=args.vae_groups)
     if args.logvar_init is not None and not args.vae_init:
@@ -192,18 +197,19 @@ def lr_factor(step, total, warmup=100):
 def diffusion_models(tokenizer, args):
     """Fresh UNet + text encoder, or (``--unet-init``) the fp32 copies of a trained pipeline's."""
     if args.unet_init:
-        from diffusers import UNet2DConditionModel
+        from diffusers import DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel
         folder = Path(args.unet_init)
-        unet = UNet2DConditionModel.from_pretrained(folder / "unet", local_files_only=True,
-                                                    torch_dtype=torch.float32)
-        text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", local_files_only=True,
-                                                     torch_dtype=torch.float32)
+        text_encoder = load_fp32(CLIPTextModel, folder / "text_encoder")
         if text_encoder.config.vocab_size != len(tokenizer):
             raise SystemExit(f"--unet-init {folder}: its text encoder has {text_encoder.config.vocab_size} "
                              f"tokens, this tokenizer {len(tokenizer)}; continue only a model trained "
                              "with the same toyworld/tokenizer.py")
-        return unet.train(), text_encoder.train()
+        # Continuing under another target would silently retrain the UNet's output head.
+        trained_for = DDPMScheduler.load_config(folder / "scheduler")["prediction_type"]
+        if trained_for != args.prediction:
+            raise SystemExit(f"--unet-init {folder} predicts {trained_for}; pass --prediction {trained_for}")
+        return load_fp32(UNet2DConditionModel, folder / "unet").train(), text_encoder.train()
     text_encoder = build_text_encoder(len(tokenizer), tokenizer.bos_token_id,
                                       tokenizer.eos_token_id, tokenizer.pad_token_id,
                                       layers=2, intermediate=256)
