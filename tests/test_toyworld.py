@@ -190,3 +190,30 @@ def test_unet_init_refuses_a_model_of_another_vocabulary():
 
     with pytest.raises(SystemExit, match="same toyworld/tokenizer.py"):
         diffusion_models(OtherTokenizer(), parse_args(["--unet-init", str(MODEL_DIR)]))
+
+
+def test_unet_channels_set_the_fresh_unet_widths():
+    from toyworld.train import diffusion_models, parse_args
+
+    args = parse_args(["--unet-channels", "16,32,48", "--unet-groups", "16"])
+    unet, _ = diffusion_models(build_tokenizer(), args)
+    assert tuple(unet.config.block_out_channels) == (16, 32, 48)
+    assert unet.config.norm_num_groups == 16
+
+
+def test_unet_channels_that_groups_cannot_divide_are_refused():
+    from toyworld.train import diffusion_models, parse_args
+
+    with pytest.raises(SystemExit, match="--unet-groups 16"):
+        diffusion_models(build_tokenizer(), parse_args(["--unet-channels", "48,96,112"]))
+
+
+def test_evaluation_report_replaces_only_its_own_section(tmp_path):
+    from toyworld.evaluate import EVAL_SECTION, write_report
+
+    (tmp_path / "TRAINING.md").write_text(f"# record\n\nsteps 5\n\n{EVAL_SECTION}\n\nold 56%\n\n"
+                                          "## The previous model\n\n### Obeys text\n\nkept\n")
+    write_report(f"{EVAL_SECTION}\n\nnew 97%\n", tmp_path)
+    text = (tmp_path / "TRAINING.md").read_text()
+    assert "steps 5" in text and "new 97%" in text and "old 56%" not in text
+    assert text.index("new 97%") < text.index("## The previous model") and text.endswith("kept\n")

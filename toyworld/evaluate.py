@@ -90,11 +90,14 @@ def report(result: dict) -> str:
 
 
 def write_report(text: str, model_dir: Path) -> None:
-    """Replace the evaluation section of TRAINING.md (keep the training record above it)."""
+    """Replace the evaluation section of TRAINING.md; keep the training record above it and any later
+    ``## `` section (e.g. the record of a previous model) below it."""
     path = Path(model_dir) / "TRAINING.md"
     old = path.read_text() if path.exists() else ""
-    head = old.split(EVAL_SECTION)[0].rstrip() + "\n\n" if old else ""
-    path.write_text(head + text)
+    head, _, rest = old.partition(EVAL_SECTION + "\n")
+    tail = rest[rest.find("\n## ") + 1:] if "\n## " in rest else ""
+    parts = [head.rstrip() + "\n\n" if head.strip() else "", text]
+    path.write_text("".join(parts) + ("\n" + tail if tail else ""))
 
 
 def main(argv=None):

@@ -53,6 +53,8 @@ def parse_args(argv=None):
                         "together (v3), which left the model unable to draw them from words")
     p.add_argument("--vae-groups", type=int, default=32, help="GroupNorm groups (8 keeps colour better)")
     p.add_argument("--unet-groups", type=int, default=32)
+    p.add_argument("--unet-channels", default="32,64,128",
+                   help="block widths, 16x16 level first (v4: 32,64,128); each must divide by --unet-groups")
     p.add_argument("--logvar-init", type=float, default=None,
                    help="initial VAE posterior log-variance (e.g. -4: less latent noise early)")
     p.add_argument("--snapshot-at", type=float, default=0.5, help="save an early copy at this fraction")
@@ -213,7 +215,11 @@ def diffusion_models(tokenizer, args):
     text_encoder = build_text_encoder(len(tokenizer), tokenizer.bos_token_id,
                                       tokenizer.eos_token_id, tokenizer.pad_token_id,
                                       layers=2, intermediate=256)
-    return build_unet((32, 64, 128), groups=args.unet_groups), text_encoder
+    channels = tuple(int(c) for c in args.unet_channels.split(","))
+    if any(c % args.unet_groups for c in channels):
+        raise SystemExit(f"--unet-channels {args.unet_channels}: every width must divide by "
+                         f"--unet-groups {args.unet_groups}; pass e.g. --unet-groups 16")
+    return build_unet(channels, groups=args.unet_groups), text_encoder
 
 
 def train_diffusion(vae, tokenizer, latents, specs, args, rng, on_snapshot):
@@ -285,6 +291,7 @@ def main(argv=None):
                 batch=args.groups * args.group_size, specs=len(specs), per_spec=args.per_spec,
                 vae_init=args.vae_init, unet_init=args.unet_init, lr=args.lr, vae_recon_accuracy=recon_acc,
                 held_out_captions=args.held_out_captions, prediction=args.prediction,
+                unet_channels=args.unet_channels, unet_groups=args.unet_groups,
                 max_length=tokenizer.model_max_length)
     (out / "training_info.json").write_text(json.dumps(info, indent=2))
     write_training_md(out, info)
