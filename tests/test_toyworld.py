@@ -201,11 +201,23 @@ def test_unet_channels_set_the_fresh_unet_widths():
     assert unet.config.norm_num_groups == 16
 
 
-def test_unet_channels_that_groups_cannot_divide_are_refused():
-    from toyworld.train import diffusion_models, parse_args
+def test_unet_channels_that_groups_cannot_divide_are_refused_before_training(capsys):
+    from toyworld.train import parse_args
 
-    with pytest.raises(SystemExit, match="--unet-groups 16"):
-        diffusion_models(build_tokenizer(), parse_args(["--unet-channels", "48,96,112"]))
+    with pytest.raises(SystemExit):
+        parse_args(["--unet-channels", "48,96,112"])
+    assert "every width must divide by --unet-groups 32; pass --unet-groups 16" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--unet-channels", "24,48,72"])
+    assert "pass --unet-groups 24" in capsys.readouterr().err
+
+
+def test_unet_channels_must_be_integers(capsys):
+    from toyworld.train import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--unet-channels", "48;96"])
+    assert "comma-separated integers" in capsys.readouterr().err
 
 
 def test_evaluation_report_replaces_only_its_own_section(tmp_path):

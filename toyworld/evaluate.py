@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from gfti_core.safe_io import atomic_write_bytes
+
 from .classifier import predict
 from .concepts import HELD_OUT_CONCEPTS
 from .scenes import article
@@ -94,10 +96,10 @@ def write_report(text: str, model_dir: Path) -> None:
     ``## `` section (e.g. the record of a previous model) below it."""
     path = Path(model_dir) / "TRAINING.md"
     old = path.read_text() if path.exists() else ""
-    head, _, rest = old.partition(EVAL_SECTION + "\n")
-    tail = rest[rest.find("\n## ") + 1:] if "\n## " in rest else ""
-    parts = [head.rstrip() + "\n\n" if head.strip() else "", text]
-    path.write_text("".join(parts) + ("\n" + tail if tail else ""))
+    head, _, ours = old.partition(EVAL_SECTION + "\n")
+    later = ours.partition("\n## ")[2]
+    merged = (head.rstrip() + "\n\n" if head.strip() else "") + text + ("\n## " + later if later else "")
+    atomic_write_bytes(path, merged.encode(), overwrite=True)  # the record above must survive a crash
 
 
 def main(argv=None):

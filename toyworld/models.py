@@ -35,7 +35,7 @@ def build_text_encoder(vocab_size: int, bos_id: int, eos_id: int, pad_id: int,
     return CLIPTextModel(config)
 
 
-def build_unet(channels=(64, 128, 128), groups: int = 32) -> UNet2DConditionModel:
+def build_unet(channels: tuple[int, ...], groups: int = 32) -> UNet2DConditionModel:
     n = len(channels)
     return UNet2DConditionModel(
         sample_size=LATENT_SIZE, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,

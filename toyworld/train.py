@@ -53,12 +53,34 @@ def parse_args(argv=None):
                         "together (v3), which left the model unable to draw them from words")
     p.add_argument("--vae-groups", type=int, default=32, help="GroupNorm groups (8 keeps colour better)")
     p.add_argument("--unet-groups", type=int, default=32)
-    p.add_argument("--unet-channels", default="32,64,128",
-                   help="block widths, 16x16 level first (v4: 32,64,128); each must divide by --unet-groups")
+    p.add_argument("--unet-channels", type=_widths, default=(32, 64, 128),
+                   help="fresh UNet's block widths, 16x16 level first (v4: 32,64,128; v5: 48,96,112 with "
+                        "--unet-groups 16); --unet-init keeps the saved model's widths")
     p.add_argument("--logvar-init", type=float, default=None,
                    help="initial VAE posterior log-variance (e.g. -4: less latent noise early)")
     p.add_argument("--snapshot-at", type=float, default=0.5, help="save an early copy at this fraction")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # Checked here, not when the UNet is built: that happens after minutes of VAE work and latent caching.
+    if not args.unet_init and any(c % args.unet_groups for c in args.unet_channels):
+        p.error(f"--unet-channels {','.join(map(str, args.unet_channels))}: every width must divide by "
+                f"--unet-groups {args.unet_groups}; pass --unet-groups {_groups_for(args.unet_channels)}")
+    return args
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated integers, e.g. 48,96,112") from None
+    if len(widths) < 2 or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least two positive widths, e.g. 48,96,112")
+    return widths
+
+
+def _groups_for(widths: tuple[int, ...], most: int = 32) -> int:
+    """The largest GroupNorm group count (at most `most`) that divides every width."""
+    common = math.gcd(*widths)
+    return max(g for g in range(1, most + 1) if common % g == 0)
 
 
 def load_fp32(model_class, folder):
@@ -215,11 +237,7 @@ def diffusion_models(tokenizer, args):
     text_encoder = build_text_encoder(len(tokenizer), tokenizer.bos_token_id,
                                       tokenizer.eos_token_id, tokenizer.pad_token_id,
                                       layers=2, intermediate=256)
-    channels = tuple(int(c) for c in args.unet_channels.split(","))
-    if any(c % args.unet_groups for c in channels):
-        raise SystemExit(f"--unet-channels {args.unet_channels}: every width must divide by "
-                         f"--unet-groups {args.unet_groups}; pass e.g. --unet-groups 16")
-    return build_unet(channels, groups=args.unet_groups), text_encoder
+    return build_unet(args.unet_channels, groups=args.unet_groups), text_encoder
 
 
 def train_diffusion(vae, tokenizer, latents, specs, args, rng, on_snapshot):
@@ -291,7 +309,7 @@ def main(argv=None):
                 batch=args.groups * args.group_size, specs=len(specs), per_spec=args.per_spec,
                 vae_init=args.vae_init, unet_init=args.unet_init, lr=args.lr, vae_recon_accuracy=recon_acc,
                 held_out_captions=args.held_out_captions, prediction=args.prediction,
-                unet_channels=args.unet_channels, unet_groups=args.unet_groups,
+                unet_channels=list(args.unet_channels), unet_groups=args.unet_groups,
                 max_length=tokenizer.model_max_length)
     (out / "training_info.json").write_text(json.dumps(info, indent=2))
     write_training_md(out, info)
