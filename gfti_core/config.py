@@ -56,6 +56,11 @@ class InversionConfig:
     subspace: str = _opt("pca", "search space: principal directions of the token table, or BBT's "
                          "prior-normal random projection", choices=SUBSPACES, group="search")
     subspace_dim: int = _opt(64, "coefficients per vector and text encoder", lo=1, hi=4096, group="search")
+    subspace_words: int = _opt(4, "how many of the search's coefficients are the init's best-scoring words "
+                               "(at most subspace_dim; a unit coefficient adds one whole word vector; the rest are "
+                               "PCA directions). Lets the search compose words (\"cyan\" + \"triangle\"), which "
+                               "a PCA of the token table barely spans (docs/engine.md point 12). Used with the "
+                               "inits that rank words (denoise-attention, clip-attention)", lo=0, hi=4096, group="search")
     subspace_scale: float = _opt(8.0, "length of a unit coefficient step in units of a typical token's spread; "
                                  "8 lets a 32-generation search grow the vector as far as gradient TI does (toy "
                                  "benchmark: scale 1 -> 8 moved blue circle's fidelity 0.00 -> 0.50; BENCHMARKS.md)",

@@ -19,7 +19,7 @@ import torch
 from .backend import PLACEHOLDER, Backend
 from .config import ConfigError, InversionConfig
 from .context import auto_context
-from .init_vectors import initial_vectors
+from .init_vectors import initial_vectors, ranked_word_vectors
 from .objective import Cancelled, Evaluator, TrainingSet, draw_samples, generation_generator
 from .optim import Optimizer, OptimizerSpec, make_optimizer, replay, sanitize_fitness
 from .subspace import Subspace, build_subspace
@@ -142,8 +142,11 @@ def start_run(backend: Backend, cfg: InversionConfig, images: torch.Tensor,
             origin, info = initial_vectors(backend, tables, data, cfg, evaluator, images)
             info["top_before_context"] = first
         info["context"] = context
+    words = ranked_word_vectors(backend, tables, info, cfg.subspace_words) if cfg.subspace == "pca" else {}
     subspace = build_subspace(cfg.subspace, tables, origin, k=cfg.subspace_dim, scale=cfg.subspace_scale,
-                              sigma=cfg.sigma, seed=cfg.seed, norm_limit=cfg.norm_limit)
+                              sigma=cfg.sigma, seed=cfg.seed, norm_limit=cfg.norm_limit, words=words)
+    if words:
+        info["subspace_words"] = info["ranked_words"][:cfg.subspace_words]
     spec = OptimizerSpec(cfg.optimizer, subspace.dim, cfg.popsize, cfg.sigma, cfg.seed, cfg.mirrored)
     info["init_forward_rows"] = evaluator.forward_rows
     return RunState(cfg, backend.family, {e.name: e.width for e in backend.encoders}, backend.model_name,

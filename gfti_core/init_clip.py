@@ -54,5 +54,6 @@ def clip_attention_init(cfg: InversionConfig, images: torch.Tensor, words: list[
             cfg.num_vectors, -1).clone()
     top = torch.argsort(attention, descending=True)[:10]
     info = {"mode": "clip-attention", "top": [{"word": words[i], "weight": round(float(attention[i]), 4)}
-                                              for i in top.tolist()]}
+                                              for i in top.tolist()],
+            "ranked_words": [words[i] for i in torch.argsort(attention, descending=True)[:32].tolist()]}
     return out, info

@@ -124,11 +124,21 @@ def denoise_attention_init(backend: Backend, tables, data: TrainingSet, cfg: Inv
     info = {"mode": "denoise-attention", "words_scored": len(words),
             "top": [{"word": w, "weight": round(float(p), 4), "loss": round(float(fine[i]), 6)}
                     for w, p, i in zip(names, weights, keep)][:10],
+            "ranked_words": [words[int(i)] for i in short[torch.argsort(fine)]],  # the subspace's word rows
             "entropy_nats": round(entropy(weights), 4),
             "max_entropy_nats": round(math.log(len(keep)), 4)}
     log.info("denoise-attention init: %s (entropy %.3f nats)",
              ", ".join(f"{t['word']} {t['weight']:.2f}" for t in info["top"][:5]), info["entropy_nats"])
     return {enc: v.expand(n, -1).clone() for enc, v in mixed.items()}, info
+
+
+def ranked_word_vectors(backend: Backend, tables: dict[str, torch.Tensor], info: dict, count: int) -> Vectors:
+    """The `count` best-ranked words of a denoise- or clip-attention init as {encoder: [m, D]} (m ≤ count;
+    empty dict when the init ranked no words: init_mode=word or file)."""
+    names = info.get("ranked_words", [])[:count]
+    if not names:
+        return {}
+    return {enc: torch.stack([word_vector(backend, tables, w, enc) for w in names]) for enc in tables}
 
 
 def file_init(path: str, backend: Backend, n: int) -> tuple[Vectors, dict]:

@@ -82,6 +82,7 @@ def test_clip_attention_init_with_a_local_clip_model(tiny_sd1, tmp_path, words):
     _check(state)
     weights = [t["weight"] for t in state.init_info["top"]]
     assert abs(sum(weights) - 1) < 1e-3
+    assert state.init_info["subspace_words"][0] == state.init_info["top"][0]["word"]  # the search's first row
 
 
 def test_clip_attention_without_a_model_folder_is_a_clear_error(tiny_sd1, tmp_path):
@@ -99,3 +100,20 @@ def test_describe_start_names_the_mixed_words_and_each_images_context():
     assert describe_start(info) == ["start vector: star 0.61, purple 0.39",
                                     "auto context: image 1: on a gray background; image 2: (own caption)"]
     assert describe_start({"mode": "word", "text": "cat"}) == ["start vector: word cat"]
+
+
+def test_the_search_space_starts_with_the_best_scoring_words(tiny_sd1, words):
+    backend = DiffusersBackend(tiny_sd1)
+    state = start_run(backend, _cfg(init_words=words, subspace_words=2), tiny_images(2))
+    chosen = state.init_info["subspace_words"]
+    assert chosen == state.init_info["ranked_words"][:2] and len(set(chosen)) == 2
+    table = backend.token_table("clip_l")
+    for row, word in zip(state.subspace.bases["clip_l"][:2], chosen):
+        ids = backend.word_ids(word, "clip_l")
+        expected = table[ids].mean(0) * (table[ids].norm(dim=1).mean() / table[ids].mean(0).norm())
+        torch.testing.assert_close(row, expected)
+
+
+def test_word_init_searches_pca_directions_only(tiny_sd1):
+    state = start_run(DiffusersBackend(tiny_sd1), _cfg(init_mode="word", init_text="cat"), tiny_images(2))
+    assert "subspace_words" not in state.init_info and state.subspace.bases["clip_l"].shape[0] == 4
