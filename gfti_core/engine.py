@@ -145,8 +145,8 @@ def start_run(backend: Backend, cfg: InversionConfig, images: torch.Tensor,
     words = ranked_word_vectors(backend, tables, info, cfg.subspace_words) if cfg.subspace == "pca" else {}
     subspace = build_subspace(cfg.subspace, tables, origin, k=cfg.subspace_dim, scale=cfg.subspace_scale,
                               sigma=cfg.sigma, seed=cfg.seed, norm_limit=cfg.norm_limit, words=words)
-    if words:
-        info["subspace_words"] = info["ranked_words"][:cfg.subspace_words]
+    if words:  # what the search composes, for the user (capped by subspace_dim like the basis rows)
+        info["subspace_words"] = info["ranked_words"][:min(cfg.subspace_words, cfg.subspace_dim)]
     spec = OptimizerSpec(cfg.optimizer, subspace.dim, cfg.popsize, cfg.sigma, cfg.seed, cfg.mirrored)
     info["init_forward_rows"] = evaluator.forward_rows
     return RunState(cfg, backend.family, {e.name: e.width for e in backend.encoders}, backend.model_name,

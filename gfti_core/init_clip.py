@@ -52,8 +52,8 @@ def clip_attention_init(cfg: InversionConfig, images: torch.Tensor, words: list[
         mix = attention @ v
         out[enc] = (mix * ((attention * v.norm(dim=1)).sum() / mix.norm().clamp_min(1e-8))).expand(
             cfg.num_vectors, -1).clone()
-    top = torch.argsort(attention, descending=True)[:10]
+    ranked = torch.argsort(attention, descending=True).tolist()
     info = {"mode": "clip-attention", "top": [{"word": words[i], "weight": round(float(attention[i]), 4)}
-                                              for i in top.tolist()],
-            "ranked_words": [words[i] for i in torch.argsort(attention, descending=True)[:32].tolist()]}
+                                              for i in ranked[:10]],
+            "ranked_words": [words[i] for i in ranked[:32]]}  # the subspace's word rows
     return out, info

@@ -185,6 +185,8 @@ def describe_start(info: dict) -> list[str]:
         lines.append("start vector: " + ", ".join(f"{t['word']} {t['weight']:.2f}" for t in info["top"][:5]))
     elif info.get("mode"):
         lines.append(f"start vector: {info['mode']} {info.get('text') or info.get('path') or ''}".rstrip())
+    if info.get("subspace_words"):
+        lines.append("search composes: " + ", ".join(info["subspace_words"]) + " (+ PCA directions)")
     if info.get("context"):
         lines.append("auto context: " + "; ".join(f"image {i + 1}: {c or '(own caption)'}"
                                                   for i, c in enumerate(info["context"])))

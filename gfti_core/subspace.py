@@ -6,7 +6,8 @@ coefficients (SDXL therefore concatenates clip_l's and clip_g's coefficients).
 
 Unlike the original GF-TI code, decoding never adds the vocabulary mean on top of e0 (that lands far off the
 token manifold), and the PCA basis is scaled so that z ~ N(0, I) moves e0 by about `scale` token spreads
-(config `subspace_scale`, 8 by default: docs/engine.md point 9).
+(config `subspace_scale`, 8 by default: docs/engine.md point 9). The first `subspace_words` rows of a PCA
+basis are whole word vectors the init ranked best, so the search can weigh real words (point 12).
 """
 from __future__ import annotations
 

@@ -100,6 +100,8 @@ def test_describe_start_names_the_mixed_words_and_each_images_context():
     assert describe_start(info) == ["start vector: star 0.61, purple 0.39",
                                     "auto context: image 1: on a gray background; image 2: (own caption)"]
     assert describe_start({"mode": "word", "text": "cat"}) == ["start vector: word cat"]
+    assert describe_start({"mode": "word", "subspace_words": ["star", "purple"]})[-1] == \
+        "search composes: star, purple (+ PCA directions)"
 
 
 def test_the_search_space_starts_with_the_best_scoring_words(tiny_sd1, words):
@@ -112,6 +114,15 @@ def test_the_search_space_starts_with_the_best_scoring_words(tiny_sd1, words):
         ids = backend.word_ids(word, "clip_l")
         expected = table[ids].mean(0) * (table[ids].norm(dim=1).mean() / table[ids].mean(0).norm())
         torch.testing.assert_close(row, expected)
+
+
+def test_the_reported_search_words_are_capped_by_the_subspace_size(tiny_sd1, words):
+    import dataclasses
+
+    cfg = dataclasses.replace(_cfg(init_words=words, subspace_words=16), subspace_dim=3)  # 4 words ranked
+    state = start_run(DiffusersBackend(tiny_sd1), cfg, tiny_images(2))
+    assert len(state.init_info["ranked_words"]) == 4
+    assert len(state.init_info["subspace_words"]) == 3 == state.subspace.bases["clip_l"].shape[0]
 
 
 def test_word_init_searches_pca_directions_only(tiny_sd1):
