@@ -142,11 +142,12 @@ def start_run(backend: Backend, cfg: InversionConfig, images: torch.Tensor,
             origin, info = initial_vectors(backend, tables, data, cfg, evaluator, images)
             info["top_before_context"] = first
         info["context"] = context
-    words = ranked_word_vectors(backend, tables, info, cfg.subspace_words) if cfg.subspace == "pca" else {}
+    count = min(cfg.subspace_words, cfg.subspace_dim) if cfg.subspace == "pca" else 0  # word rows of the basis
+    words = ranked_word_vectors(backend, tables, info, count)
     subspace = build_subspace(cfg.subspace, tables, origin, k=cfg.subspace_dim, scale=cfg.subspace_scale,
                               sigma=cfg.sigma, seed=cfg.seed, norm_limit=cfg.norm_limit, words=words)
-    if words:  # what the search composes, for the user (capped by subspace_dim like the basis rows)
-        info["subspace_words"] = info["ranked_words"][:min(cfg.subspace_words, cfg.subspace_dim)]
+    if words:  # what the search composes, shown to the user
+        info["subspace_words"] = info["ranked_words"][:count]
     spec = OptimizerSpec(cfg.optimizer, subspace.dim, cfg.popsize, cfg.sigma, cfg.seed, cfg.mirrored)
     info["init_forward_rows"] = evaluator.forward_rows
     return RunState(cfg, backend.family, {e.name: e.width for e in backend.encoders}, backend.model_name,
