@@ -65,14 +65,6 @@ class InversionConfig:
                                  "8 lets a 32-generation search grow the vector as far as gradient TI does (toy "
                                  "benchmark: scale 1 -> 8 moved blue circle's fidelity 0.00 -> 0.50; BENCHMARKS.md)",
                                  lo=1e-3, hi=100.0, group="search")
-    word_scale: float = _opt(1.0, "length of a unit step along a word coordinate, in whole word vectors (1 = a "
-                             "unit coefficient adds the word once). The word rows and the PCA rows share sigma; this "
-                             "sets how far the search explores words relative to the PCA directions", lo=1e-3,
-                             hi=100.0, group="search")
-    pca_penalty: float = _opt(0.0, "adds this × the sum of squared PCA coefficients to each candidate's loss, so "
-                              "directions the loss cannot tell apart stay at the init instead of random-walking "
-                              "(0 = off; the word coefficients are never penalised)", lo=0.0, hi=100.0,
-                              group="search")
     optimizer: str = _opt("sep-cma", "sep-cma = CMA-ES with a diagonal covariance (default: its learning rates are "
                           "~22x full CMA's at 64 dims, so a 32-generation run adapts each direction's step; "
                           "docs/engine.md point 10); cma = full covariance; zo-adam = zeroth-order "

@@ -145,8 +145,7 @@ def start_run(backend: Backend, cfg: InversionConfig, images: torch.Tensor,
     count = min(cfg.subspace_words, cfg.subspace_dim) if cfg.subspace == "pca" else 0  # word rows of the basis
     words = ranked_word_vectors(backend, tables, info, count)
     subspace = build_subspace(cfg.subspace, tables, origin, k=cfg.subspace_dim, scale=cfg.subspace_scale,
-                              sigma=cfg.sigma, seed=cfg.seed, norm_limit=cfg.norm_limit, words=words,
-                              word_scale=cfg.word_scale)
+                              sigma=cfg.sigma, seed=cfg.seed, norm_limit=cfg.norm_limit, words=words)
     if words:  # what the search composes, shown to the user
         info["subspace_words"] = info["ranked_words"][:count]
     spec = OptimizerSpec(cfg.optimizer, subspace.dim, cfg.popsize, cfg.sigma, cfg.seed, cfg.mirrored)
@@ -204,8 +203,6 @@ def _one_generation(state: RunState, opt: Optimizer, evaluator: Evaluator) -> Ru
                         generation_generator(cfg.seed, state.generation))
     raw = evaluator.population_loss(vectors, draw, shared=cfg.common_random_numbers).numpy()
     fitness, rejected = sanitize_fitness(raw)
-    if cfg.pca_penalty > 0:
-        fitness = fitness + cfg.pca_penalty * (x[:, pca_coordinates(state)] ** 2).sum(1)
     opt.tell(x, fitness)  # after the evaluation: a cancelled generation never reaches the optimiser
     best = int(np.argmin(fitness))
     history = {k: list(v) for k, v in state.history.items()}
@@ -217,15 +214,6 @@ def _one_generation(state: RunState, opt: Optimizer, evaluator: Evaluator) -> Ru
         state, opt_fitness=np.vstack([state.opt_fitness, fitness[None]]), history=history,
         best_vectors={k: v[best].clone() for k, v in vectors.items()} if improved else state.best_vectors,
         best_loss=float(fitness[best]) if improved else state.best_loss)
-
-
-def pca_coordinates(state: RunState) -> np.ndarray:
-    """Boolean mask over the coefficients: True where a coefficient weighs a PCA direction, False where it weighs
-    one of the init's words (the first `subspace_words` rows of every block, see subspace.py)."""
-    k = state.subspace.dim // (state.subspace.num_vectors * len(state.subspace.bases))
-    words = len(state.init_info.get("subspace_words", [])) if state.subspace.kind == "pca" else 0
-    block = np.arange(k) >= words
-    return np.tile(block, state.subspace.dim // k)
 
 
 def final_vectors(state: RunState, backend: Backend) -> tuple[dict[str, torch.Tensor], dict]:

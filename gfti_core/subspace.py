@@ -91,14 +91,13 @@ def real_token_norm_cap(table: torch.Tensor, multiple: float) -> float | None:
     return float(table.float().norm(dim=1).max()) * multiple if multiple > 0 else None
 
 
-def words_and_pca_basis(table: torch.Tensor, words: torch.Tensor | None, k: int, scale: float,
-                        word_scale: float = 1.0) -> torch.Tensor:
-    """k rows: the word vectors [m, D] times `word_scale` (at 1 a unit coefficient adds one whole word), then
-    the table's top k − m principal directions. Why words: a concept such as "cyan triangle" is drawn by roughly
+def words_and_pca_basis(table: torch.Tensor, words: torch.Tensor | None, k: int, scale: float) -> torch.Tensor:
+    """k rows: the word vectors [m, D] as they are (a unit coefficient adds one whole word), then the table's
+    top k − m principal directions. Why words: a concept such as "cyan triangle" is drawn by roughly
     2·(cyan + triangle), a vector the top PCA directions of a token table barely span (docs/engine.md
     point 12); with the words as coordinates the search only has to find their weights."""
     m = 0 if words is None else min(words.shape[0], k)
-    rows = [words[:m].float() * word_scale] if m else []
+    rows = [words[:m].float()] if m else []
     if k - m > 0:
         rows.append(pca_basis(table, k - m, scale))
     return torch.cat(rows)
@@ -106,12 +105,12 @@ def words_and_pca_basis(table: torch.Tensor, words: torch.Tensor | None, k: int,
 
 def build_subspace(kind: str, tables: dict[str, torch.Tensor], origin: dict[str, torch.Tensor], *, k: int,
                    scale: float, sigma: float, seed: int, norm_limit: float = 0.0,
-                   words: dict[str, torch.Tensor] | None = None, word_scale: float = 1.0) -> Subspace:
+                   words: dict[str, torch.Tensor] | None = None) -> Subspace:
     """`words` ({encoder: [m, D]}, pca only): word vectors that become the first m coefficients."""
     bases, caps = {}, {}
     for name, table in tables.items():
         if kind == "pca":
-            bases[name] = words_and_pca_basis(table, (words or {}).get(name), k, scale, word_scale)
+            bases[name] = words_and_pca_basis(table, (words or {}).get(name), k, scale)
         elif kind == "prior-normal":
             bases[name] = prior_normal_basis(table, k, sigma, scale, seed + len(bases))
         else:

@@ -39,12 +39,3 @@ def test_word_rows_are_capped_by_the_subspace_size():
     basis = words_and_pca_basis(table, table[:5], 3, scale=1.0)
     torch.testing.assert_close(basis, table[:3])
     torch.testing.assert_close(words_and_pca_basis(table, None, 3, 1.0), pca_basis(table, 3, 1.0))
-
-
-def test_word_scale_lengthens_only_the_word_rows():
-    from gfti_core.subspace import words_and_pca_basis
-
-    table = _table(5)
-    basis = words_and_pca_basis(table, table[[2, 7]], 5, scale=8.0, word_scale=3.0)
-    torch.testing.assert_close(basis[:2], 3.0 * table[[2, 7]])  # a unit coefficient adds the word three times
-    torch.testing.assert_close(basis[2:], pca_basis(table, 3, 8.0))
