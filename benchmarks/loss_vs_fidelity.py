@@ -1,0 +1,83 @@
+"""Does the denoising loss GFTI minimises order the toy benchmark's fidelity? A diagnostic, not a benchmark row.
+
+For one concept and seed: run GFTI's defaults and gradient TI (same init, same images, 4096 forward rows each),
+then score points on the straight line between their final vectors, e(a) = (1 − a)·GFTI + a·gradient TI, with
+(1) the held-out denoising loss on a large fixed draw, under GFTI's auto-context captions and under the plain
+captions gradient TI trained on, and (2) the benchmark's fidelity. If gradient TI's end has the lower loss the
+search stopped short; if the loss is flat or lower at GFTI's end while fidelity rises toward gradient TI's, the
+objective (not the search) is what limits GFTI.
+
+    python benchmarks/loss_vs_fidelity.py --concept 2 --seed 0 --out benchmarks/results/v19_line_c2s0.json
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from toy_bench import ROOT, measure  # noqa: F401  (toy_bench puts the repository on sys.path)
+from gfti_core.backends.diffusers_backend import DiffusersBackend
+from gfti_core.config import InversionConfig
+from gfti_core.engine import final_vectors, run_generations, start_run
+from gfti_core.objective import Evaluator, draw_samples, generation_generator
+from gradient_ti import gradient_ti
+
+log = logging.getLogger("loss_vs_fidelity")
+ALPHAS = (-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
+
+
+def heldout_loss(backend, data, vectors: torch.Tensor, samples: int) -> list[float]:
+    """vectors [P, N, D] → mean loss per vector on one fixed draw of `samples` (common random numbers)."""
+    draw = draw_samples(data, samples, (0, 999), generation_generator(4321, 0, stream=7))
+    with torch.no_grad():
+        return [round(float(v), 6) for v in Evaluator(backend, data, 0).population_loss({"clip_l": vectors}, draw)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--concept", type=int, default=2, help="index into toyworld's HELD_OUT_CONCEPTS")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budget", type=int, default=4096)
+    p.add_argument("--samples", type=int, default=256, help="held-out draws per loss")
+    p.add_argument("--images", type=int, default=32, help="generated images per fidelity")
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(1)
+    from toy_bench import concept_tensor
+    from toyworld import load_pipeline
+    from toyworld.concepts import HELD_OUT_CONCEPTS, concept_words
+
+    concept = HELD_OUT_CONCEPTS[args.concept]
+    backend = DiffusersBackend(load_pipeline(), model_name="gfti-toy")
+    base = dataclasses.replace(InversionConfig(), seed=args.seed, token="tok",
+                               init_words=str(ROOT / "toyworld" / "concept_words.txt"),
+                               context_phrases=str(ROOT / "toyworld" / "context_phrases.txt"))
+    images = concept_tensor(concept, args.seed)
+    plain = start_run(backend, dataclasses.replace(base, auto_context=False), images)
+    state = start_run(backend, base, images)
+    state = run_generations(state, backend, args.budget // (base.popsize * base.samples_per_candidate))
+    es, _ = final_vectors(state, backend)
+    grad = gradient_ti(backend, plain.data, plain.subspace.origin["clip_l"], steps=args.budget // 4, batch=4,
+                       seed=args.seed)
+    line = torch.stack([(1 - a) * es["clip_l"] + a * grad for a in ALPHAS])
+    loss_context = heldout_loss(backend, state.data, line, args.samples)
+    loss_plain = heldout_loss(backend, plain.data, line, args.samples)
+    rows = []
+    for a, vec, lc, lp in zip(ALPHAS, line, loss_context, loss_plain):
+        m = measure(backend, {"clip_l": vec}, concept, args.images, 1234)
+        rows.append({"alpha": a, "loss_context_captions": lc, "loss_plain_captions": lp,
+                     "norm": round(float(vec.norm(dim=-1).max()), 3), **m})
+        log.info("%s", rows[-1])
+    result = {"concept": concept_words(concept), "seed": args.seed, "budget": args.budget, "samples": args.samples,
+              "images": args.images, "gfti_words": state.init_info.get("subspace_words"), "line": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
