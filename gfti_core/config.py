@@ -49,7 +49,8 @@ class InversionConfig:
                                    "loss spread (std); lower = sharper", lo=1e-3, hi=100.0, group="init")
     clip_temperature: float = _opt(0.02, "clip-attention softmax temperature over cosine similarities", lo=1e-4,
                                    hi=10.0, group="init")
-    init_top_k: int = _opt(8, "keep only the k best-scoring words in the mixture (0 = all)", lo=0, hi=5000,
+    init_top_k: int = _opt(2, "keep only the k best-scoring words in the mixture (0 = all); few words leave "
+                           "the search's word coordinates free to set every word's weight", lo=0, hi=5000,
                            group="init")
     init_samples: int = _opt(4, "denoising draws per image when scoring candidate words", lo=1, hi=64,
                              group="init")
