@@ -17,7 +17,7 @@ import torch
 from .backend import Backend
 from .config import InversionConfig
 from .init_vectors import load_word_list
-from .objective import Evaluator, TrainingSet, draw_samples, generation_generator
+from .objective import Draw, Evaluator, TrainingSet, draw_samples, generation_generator
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,23 @@ def _image_scores(evaluator: Evaluator, data: TrainingSet, index: int, phrases: 
     draw = draw_samples(single, cfg.init_samples * 4, (cfg.timestep_min, cfg.timestep_max),
                         generation_generator(cfg.seed, -2, index))
     scorer = Evaluator(evaluator.backend, single, evaluator.rows)
+    # Several phrases share one backend call, so the text encoder runs once per call, not once per phrase
+    # (ComfyUI 2024-03 rebuilds its whole token table on every encode that carries an embedding).
+    group = max(1, scorer.rows // len(draw))
     losses = []
-    for j in range(len(phrases)):  # every sample uses phrase j: rewrite the draw's prompt choice
-        fixed = dataclasses.replace(draw, prompt_idx=torch.full_like(draw.prompt_idx, j))
-        losses.append(scorer.population_loss({k: v[None] for k, v in origin.items()}, fixed))
+    for start in range(0, len(phrases), group):
+        ids = torch.arange(start, min(start + group, len(phrases)))
+        losses.append(scorer.sample_losses({k: v[None] for k, v in origin.items()}, _tiled(draw, ids))
+                      .view(len(ids), len(draw)).mean(1))
     evaluator.forward_rows += scorer.forward_rows
     return torch.cat(losses)
+
+
+def _tiled(draw: Draw, prompt_ids: torch.Tensor) -> Draw:
+    """The same draw once per prompt in `prompt_ids`, prompt-major."""
+    k = len(prompt_ids)
+    return Draw(draw.latent_idx.repeat(k), prompt_ids.repeat_interleave(len(draw)), draw.timesteps.repeat(k),
+                draw.noise.repeat(k, *[1] * (draw.noise.dim() - 1)))
 
 
 def auto_context(backend: Backend, data: TrainingSet, origin: dict[str, torch.Tensor], cfg: InversionConfig,

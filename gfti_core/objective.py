@@ -83,6 +83,11 @@ class Evaluator:
         losses = self._rows_loss(vectors, cand, sample, draw)
         return losses.view(p, per_candidate).mean(1)
 
+    def sample_losses(self, vectors: dict[str, torch.Tensor], draw: Draw) -> torch.Tensor:
+        """vectors[enc] [1, N, D] → the loss of each sample of the draw [S] (float32, CPU)."""
+        rows = torch.arange(len(draw))
+        return self._rows_loss(vectors, torch.zeros_like(rows), rows, draw)
+
     def _rows_loss(self, vectors, cand, sample, draw) -> torch.Tensor:
         out, start = [], 0
         while start < cand.shape[0]:

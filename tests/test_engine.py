@@ -193,6 +193,30 @@ def test_auto_context_picks_the_phrase_the_model_prefers(tmp_path):
     assert all(p.endswith(truth[i]) for i, opts in enumerate(state.data.prompts) for p in opts)
 
 
+def test_auto_context_scores_phrases_in_shared_calls_with_the_same_losses():
+    """Phrases share text-encoder calls (one per chunk of rows, not one per phrase) and keep their losses."""
+    from gfti_core.context import _image_scores
+
+    backend = FakeBackend()
+    original, calls = backend.encode_text, []
+    # the loss depends on the phrase through the conditioning: phrase k adds k/10 to the injected vector
+    backend.encode_text = lambda prompts, vectors: calls.append(list(prompts)) or {
+        n: c + torch.tensor([float(p[-1]) / 10 for p in prompts])[:, None]
+        for n, c in original(prompts, vectors).items()}
+    phrases = [f"phrase {k}" for k in range(6)]
+    data = TrainingSet(torch.rand(2, 4, 4, 4, generator=torch.Generator().manual_seed(1)),
+                       [["a photo of <*>"], ["a photo of <*>"]])
+    origin = {"clip_l": backend.table[21][None]}
+    cfg = _cfg(init_samples=4)  # 16 samples per phrase
+    scores = {}
+    for rows in (16, 64):
+        calls.clear()
+        scores[rows] = _image_scores(Evaluator(backend, data, rows), data, 1, phrases, origin, cfg)
+        assert len(calls) == -(-len(phrases) * 16 // rows), calls  # 6 calls, then 2 (4 + 2 phrases)
+    assert len(set(scores[16].tolist())) == len(phrases)  # the phrases really score differently
+    torch.testing.assert_close(scores[16], scores[64])
+
+
 def test_auto_context_rescoring_drops_context_words_from_e0(tmp_path):
     """Images explained by "cat" + the context word "red": without captions e0 mixes in "red"; once the
     context is said in the prompt, the re-scored e0 leans on "cat" alone (docs/editability.md)."""

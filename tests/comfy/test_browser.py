@@ -118,10 +118,11 @@ def test_frontend_loads_the_extension_and_draws_the_live_curve(server, tmp_path)
         workflow, values = _adapted(url)
         steps = browser.evaluate(f"({LOAD_AND_QUEUE})({json.dumps([workflow, values, generations, muted])})")
         assert steps == ["4", "5"]
-        deadline = time.monotonic() + (480 if docs else 60)
+        # a hang guard, not a speed check: a cold first run on a shared 2-core machine once needed over 60 s
+        deadline = time.monotonic() + (900 if docs else 300)
         while not (history := _get(url + "/history")) or not all(h["status"]["status_str"] in ("success", "error")
                                                                   for h in history.values()):
-            assert time.monotonic() < deadline, "the queued workflow did not finish"
+            assert time.monotonic() < deadline, f"the queued workflow did not finish: {_get(url + '/queue')}"
             time.sleep(0.5)
         (run,) = history.values()
         assert run["status"]["status_str"] == "success", run["status"]
