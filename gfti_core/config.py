@@ -85,9 +85,6 @@ class InversionConfig:
                               "denoise-attention init is then scored again on the captioned prompts. On by default: "
                               "on the toy benchmark it raised fidelity and editability (docs/editability.md)",
                               group="train")
-    context_dropout: float = _opt(0.0, "share of auto-context training prompts that leave the phrase out, so the "
-                                  "token also draws the subject when the prompt names no context", lo=0.0, hi=1.0,
-                                  group="train")
     context_phrases: str = _opt("", "context phrase list for auto_context (one per line); empty = shipped list",
                                 group="train")
     flip: bool = _opt(True, "also train on horizontally flipped images", group="train")

@@ -72,20 +72,12 @@ def auto_context(backend: Backend, data: TrainingSet, origin: dict[str, torch.Te
         scores = _image_scores(evaluator, data, i, phrases, origin, cfg)
         chosen.append(phrases[int(torch.argmin(scores))])
     log.info("auto context: %s", "; ".join(chosen))
-    return with_context(data, chosen, flipped, cfg.context_dropout), chosen
+    return with_context(data, chosen, flipped), chosen
 
 
-def with_context(data: TrainingSet, chosen: list[str], flipped: bool, dropout: float = 0.0) -> TrainingSet:
+def with_context(data: TrainingSet, chosen: list[str], flipped: bool) -> TrainingSet:
     """Append each image's chosen phrase to its prompts (flipped copies, appended after the originals, share
-    their image's phrase). Also used when a run's templates change after the phrases were chosen.
-    With `dropout` > 0 that share of each image's prompt choices (in tenths) stays plain: draws pick prompt
-    choices uniformly, and repeated strings cost nothing (the evaluator encodes each distinct prompt once)."""
+    their image's phrase). Also used when a run's templates change after the phrases were chosen."""
     per_latent = chosen + chosen if flipped else chosen
-    plain = round(10 * dropout)
-    prompts = [_said(options, c, plain) for options, c in zip(data.prompts, per_latent)]
+    prompts = [[f"{p} {c}".rstrip() for p in options] for options, c in zip(data.prompts, per_latent)]
     return dataclasses.replace(data, prompts=prompts)
-
-
-def _said(options: list[str], phrase: str, plain: int) -> list[str]:
-    said = [f"{p} {phrase}".rstrip() for p in options]
-    return said * (10 - plain) + options * plain if plain and phrase else said

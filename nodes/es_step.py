@@ -73,8 +73,7 @@ def _apply_settings(inv: Inversion, templates: str, changes: dict) -> Inversion:
     if "templates" in changes:  # prompts are part of the cached training set: rebuild it (latents included)
         data = build_training_set(inv.backend, inv.images, inv.captions, state.config, inv.masks)
         if state.init_info.get("context"):  # keep the phrases auto context chose at Initialize
-            data = with_context(data, state.init_info["context"], state.config.flip,
-                                state.config.context_dropout)
+            data = with_context(data, state.init_info["context"], state.config.flip)
         state = dataclasses.replace(state, data=data)
     return inv.advanced(state)
 
