@@ -7,6 +7,7 @@ softmax over their relative loss gaps.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from pathlib import Path
@@ -76,16 +77,34 @@ def candidate_words(backend: Backend, tables: dict[str, torch.Tensor], words: li
 
 
 def score_words(evaluator: Evaluator, data: TrainingSet, vecs: Vectors, n: int, samples: int, cfg, stream: int):
-    """Mean denoising loss of each word used as the token, all on one shared draw. → [W]."""
+    """Mean denoising loss of each word used as the token (all n vectors), all on one shared draw. → [W]."""
+    return score_vectors(evaluator, data, {enc: v[:, None, :].expand(-1, n, -1) for enc, v in vecs.items()},
+                         samples, cfg, stream)
+
+
+def score_vectors(evaluator: Evaluator, data: TrainingSet, batch: Vectors, samples: int, cfg, stream: int):
+    """Mean denoising loss of each candidate token batch[enc] [W, n, D], all on one shared draw. → [W]."""
     draw = draw_samples(data, samples, (cfg.timestep_min, cfg.timestep_max),
                         generation_generator(cfg.seed, -1, stream))
     losses = []
-    count = next(iter(vecs.values())).shape[0]
+    count = next(iter(batch.values())).shape[0]
     step = max(1, evaluator.rows // max(1, samples))
     for start in range(0, count, step):
-        batch = {enc: v[start:start + step, None, :].expand(-1, n, -1) for enc, v in vecs.items()}
-        losses.append(evaluator.population_loss(batch, draw))
+        losses.append(evaluator.population_loss({enc: v[start:start + step] for enc, v in batch.items()}, draw))
     return torch.cat(losses)
+
+
+def best_word_sequence(evaluator: Evaluator, data: TrainingSet, vecs: Vectors, ranked: torch.Tensor, n: int,
+                       cfg) -> tuple[tuple[int, ...], float]:
+    """With n > 1 vectors, the token can be a phrase: vector k starts as the k-th word of the best-scoring
+    ordered sequence of n words taken from the init's 4 best (a "cyan triangle" is two words, which one mixed
+    vector draws badly: docs/engine.md point 13). → (indices into vecs, that sequence's loss)."""
+    pool = ranked[:max(n, 4)].tolist()
+    sequences = list(itertools.permutations(pool, n)) if n <= 4 else [tuple(pool[:n])]
+    batch = {enc: torch.stack([v[list(seq)] for seq in sequences]) for enc, v in vecs.items()}
+    losses = score_vectors(evaluator, data, batch, 8 * cfg.init_samples, cfg, stream=3)
+    best = int(torch.argmin(losses))
+    return sequences[best], float(losses[best])
 
 
 def softmax_mixture(losses: torch.Tensor, vecs: Vectors, temperature: float, top_k: int):
@@ -129,7 +148,12 @@ def denoise_attention_init(backend: Backend, tables, data: TrainingSet, cfg: Inv
             "max_entropy_nats": round(math.log(len(keep)), 4)}
     log.info("denoise-attention init: %s (entropy %.3f nats)",
              ", ".join(f"{t['word']} {t['weight']:.2f}" for t in info["top"][:5]), info["entropy_nats"])
-    return {enc: v.expand(n, -1).clone() for enc, v in mixed.items()}, info
+    if n == 1:
+        return {enc: v[None].clone() for enc, v in mixed.items()}, info
+    sequence, loss = best_word_sequence(evaluator, data, vecs2, torch.argsort(fine), n, cfg)
+    info["sequence"] = {"words": [words[int(short[i])] for i in sequence], "loss": round(loss, 6)}
+    log.info("denoise-attention init, one word per vector: %s", " ".join(info["sequence"]["words"]))
+    return {enc: v[list(sequence)].clone() for enc, v in vecs2.items()}, info
 
 
 def ranked_word_vectors(backend: Backend, tables: dict[str, torch.Tensor], info: dict, count: int) -> Vectors:
@@ -181,7 +205,9 @@ def describe_start(info: dict) -> list[str]:
     """What the run starts from, in words for the user: the words mixed into e0 and, with auto context, the
     phrase the model chose for each image (so a wrong caption can be seen and fixed with a .txt file)."""
     lines = []
-    if info.get("top"):
+    if info.get("sequence"):  # several vectors, one word each
+        lines.append("start vectors: " + " ".join(info["sequence"]["words"]) + " (one word per vector)")
+    elif info.get("top"):
         lines.append("start vector: " + ", ".join(f"{t['word']} {t['weight']:.2f}" for t in info["top"][:5]))
     elif info.get("mode"):
         lines.append(f"start vector: {info['mode']} {info.get('text') or info.get('path') or ''}".rstrip())

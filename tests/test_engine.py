@@ -164,6 +164,20 @@ def test_denoise_attention_prefers_the_words_that_explain_the_images(tmp_path):
     assert 0.0 <= state.init_info["entropy_nats"] <= state.init_info["max_entropy_nats"]
 
 
+def test_two_vector_denoise_attention_starts_from_the_best_ordered_word_pair(tmp_path):
+    """A backend that reads the token's two vectors in order (0.75·first + 0.25·second) and wants "cat dog":
+    each vector starts as one word, in the order that explains the images, not as a shared mixture."""
+    backend = FakeBackend()
+    cat, dog = backend.table[7], backend.table[11]
+    backend.planted = {"clip_l": 0.75 * cat + 0.25 * dog}
+    backend.encode_text = lambda prompts, vectors: {n: 0.75 * v[:, 0] + 0.25 * v[:, 1] for n, v in vectors.items()}
+    words = tmp_path / "words.txt"
+    words.write_text("dog\ncat\ncar\n" + "\n".join(f"w{i}" for i in range(40)) + "\n")
+    state = start_run(backend, _cfg(init_mode="denoise-attention", init_words=str(words), num_vectors=2), IMAGES)
+    assert state.init_info["sequence"]["words"] == ["cat", "dog"], state.init_info
+    torch.testing.assert_close(state.subspace.origin["clip_l"], torch.stack([cat, dog]))
+
+
 def test_auto_context_picks_the_phrase_the_model_prefers(tmp_path):
     """A backend whose loss is lowest when the prompt names the image's true background."""
     backend = FakeBackend()
