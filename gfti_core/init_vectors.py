@@ -100,6 +100,8 @@ def best_word_sequence(evaluator: Evaluator, data: TrainingSet, vecs: Vectors, r
     ordered sequence of n words taken from the init's 4 best (a "cyan triangle" is two words, which one mixed
     vector draws badly: docs/engine.md point 13). → (indices into vecs, that sequence's loss)."""
     pool = ranked[:max(n, 4)].tolist()
+    if len(pool) < n:  # fewer candidate words than vectors: the best ones repeat
+        pool = [pool[i % len(pool)] for i in range(n)]
     sequences = list(itertools.permutations(pool, n)) if n <= 4 else [tuple(pool[:n])]
     batch = {enc: torch.stack([v[list(seq)] for seq in sequences]) for enc, v in vecs.items()}
     losses = score_vectors(evaluator, data, batch, 8 * cfg.init_samples, cfg, stream=3)

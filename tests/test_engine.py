@@ -178,6 +178,15 @@ def test_two_vector_denoise_attention_starts_from_the_best_ordered_word_pair(tmp
     torch.testing.assert_close(state.subspace.origin["clip_l"], torch.stack([cat, dog]))
 
 
+def test_more_vectors_than_init_words_repeats_the_best_words(tmp_path):
+    backend = FakeBackend()
+    words = tmp_path / "words.txt"
+    words.write_text("cat\ndog\n")
+    state = start_run(backend, _cfg(init_mode="denoise-attention", init_words=str(words), num_vectors=3), IMAGES)
+    assert sorted(set(state.init_info["sequence"]["words"])) == ["cat", "dog"]
+    assert state.subspace.origin["clip_l"].shape == (3, 16)
+
+
 def test_auto_context_picks_the_phrase_the_model_prefers(tmp_path):
     """A backend whose loss is lowest when the prompt names the image's true background."""
     backend = FakeBackend()
