@@ -191,10 +191,8 @@ def run_concept(backend, tables, concept, seed, args):
             result.setdefault("variant_init_info", {})[name] = variant.init_info
             if name.startswith("gfti:"):
                 result[name] = gfti_curve(backend, variant, budget, concept, args)
-            else:  # gradient TI on the same training set (captions, mask weights) from the same init, or
-                # from the variant's own init when it has another vector count (one word per vector)
-                start = variant.subspace.origin["clip_l"] if "num_vectors" in overrides else init["clip_l"]
-                result[name] = gradient_curve(backend, variant.data, start, budget, concept, args, seed)
+            else:  # gradient TI on the same training set (captions, mask weights) from the same init
+                result[name] = gradient_curve(backend, variant.data, init["clip_l"], budget, concept, args, seed)
             result.setdefault("variant_context", {})[name] = variant.init_info.get("context")
         else:
             result[name] = runs[name]()

@@ -37,22 +37,17 @@ def _image_scores(evaluator: Evaluator, data: TrainingSet, index: int, phrases: 
     draw = draw_samples(single, cfg.init_samples * 4, (cfg.timestep_min, cfg.timestep_max),
                         generation_generator(cfg.seed, -2, index))
     scorer = Evaluator(evaluator.backend, single, evaluator.rows)
-    # Several phrases share one backend call, so the text encoder runs once per call, not once per phrase
-    # (ComfyUI 2024-03 rebuilds its whole token table on every encode that carries an embedding).
-    group = max(1, scorer.rows // len(draw))
-    losses = []
-    for start in range(0, len(phrases), group):
-        ids = torch.arange(start, min(start + group, len(phrases)))
-        losses.append(scorer.sample_losses({k: v[None] for k, v in origin.items()}, _tiled(draw, ids))
-                      .view(len(ids), len(draw)).mean(1))
+    # All phrases as one flat batch of rows: the evaluator's chunks then text-encode several phrases per call
+    # instead of one call per phrase (ComfyUI 2024-03 rebuilds its whole token table on every such call).
+    every = _tiled(draw, len(phrases))
+    losses = scorer.sample_losses({k: v[None] for k, v in origin.items()}, every)
     evaluator.forward_rows += scorer.forward_rows
-    return torch.cat(losses)
+    return losses.view(len(phrases), len(draw)).mean(1)
 
 
-def _tiled(draw: Draw, prompt_ids: torch.Tensor) -> Draw:
-    """The same draw once per prompt in `prompt_ids`, prompt-major."""
-    k = len(prompt_ids)
-    return Draw(draw.latent_idx.repeat(k), prompt_ids.repeat_interleave(len(draw)), draw.timesteps.repeat(k),
+def _tiled(draw: Draw, k: int) -> Draw:
+    """The same draw k times, the i-th copy with prompt choice i (prompt-major)."""
+    return Draw(draw.latent_idx.repeat(k), torch.arange(k).repeat_interleave(len(draw)), draw.timesteps.repeat(k),
                 draw.noise.repeat(k, *[1] * (draw.noise.dim() - 1)))
 
 

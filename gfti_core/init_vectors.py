@@ -94,19 +94,20 @@ def score_vectors(evaluator: Evaluator, data: TrainingSet, batch: Vectors, sampl
     return torch.cat(losses)
 
 
-def best_word_sequence(evaluator: Evaluator, data: TrainingSet, vecs: Vectors, ranked: torch.Tensor, n: int,
-                       cfg) -> tuple[tuple[int, ...], float]:
+def best_word_sequence(evaluator: Evaluator, data: TrainingSet, vecs: Vectors, ranked: list[int], n: int,
+                       cfg) -> tuple[int, ...]:
     """With n > 1 vectors, the token can be a phrase: vector k starts as the k-th word of the best-scoring
     ordered sequence of n words taken from the init's 4 best (a "cyan triangle" is two words, which one mixed
-    vector draws badly: docs/engine.md point 13). → (indices into vecs, that sequence's loss)."""
-    pool = ranked[:max(n, 4)].tolist()
+    vector draws badly: docs/engine.md point 13). → indices into vecs."""
+    pool = ranked[:max(n, 4)]
     if len(pool) < n:  # fewer candidate words than vectors: the best ones repeat
         pool = [pool[i % len(pool)] for i in range(n)]
-    sequences = list(itertools.permutations(pool, n)) if n <= 4 else [tuple(pool[:n])]
+    if n > 4:  # too many orders to score: the ranked order
+        return tuple(pool[:n])
+    sequences = list(dict.fromkeys(itertools.permutations(pool, n)))  # repeated words: each order once
     batch = {enc: torch.stack([v[list(seq)] for seq in sequences]) for enc, v in vecs.items()}
     losses = score_vectors(evaluator, data, batch, 8 * cfg.init_samples, cfg, stream=3)
-    best = int(torch.argmin(losses))
-    return sequences[best], float(losses[best])
+    return sequences[int(torch.argmin(losses))]
 
 
 def softmax_mixture(losses: torch.Tensor, vecs: Vectors, temperature: float, top_k: int):
@@ -141,20 +142,21 @@ def denoise_attention_init(backend: Backend, tables, data: TrainingSet, cfg: Inv
     vecs2 = {enc: v[short] for enc, v in vecs.items()}
     fine = score_words(evaluator, data, vecs2, n, 8 * cfg.init_samples, cfg, stream=2)
     mixed, keep, weights = softmax_mixture(fine, vecs2, cfg.init_temperature, cfg.init_top_k)
+    order = torch.argsort(fine).tolist()
     names = [words[int(short[i])] for i in keep]
     info = {"mode": "denoise-attention", "words_scored": len(words),
             "top": [{"word": w, "weight": round(float(p), 4), "loss": round(float(fine[i]), 6)}
                     for w, p, i in zip(names, weights, keep)][:10],
-            "ranked_words": [words[int(i)] for i in short[torch.argsort(fine)]],  # the subspace's word rows
+            "ranked_words": [words[int(short[i])] for i in order],  # the subspace's word rows
             "entropy_nats": round(entropy(weights), 4),
             "max_entropy_nats": round(math.log(len(keep)), 4)}
     log.info("denoise-attention init: %s (entropy %.3f nats)",
              ", ".join(f"{t['word']} {t['weight']:.2f}" for t in info["top"][:5]), info["entropy_nats"])
     if n == 1:
         return {enc: v[None].clone() for enc, v in mixed.items()}, info
-    sequence, loss = best_word_sequence(evaluator, data, vecs2, torch.argsort(fine), n, cfg)
-    info["sequence"] = {"words": [words[int(short[i])] for i in sequence], "loss": round(loss, 6)}
-    log.info("denoise-attention init, one word per vector: %s", " ".join(info["sequence"]["words"]))
+    sequence = best_word_sequence(evaluator, data, vecs2, order, n, cfg)
+    info["sequence"] = [words[int(short[i])] for i in sequence]
+    log.info("denoise-attention init, one word per vector: %s", " ".join(info["sequence"]))
     return {enc: v[list(sequence)].clone() for enc, v in vecs2.items()}, info
 
 
@@ -208,7 +210,7 @@ def describe_start(info: dict) -> list[str]:
     phrase the model chose for each image (so a wrong caption can be seen and fixed with a .txt file)."""
     lines = []
     if info.get("sequence"):  # several vectors, one word each
-        lines.append("start vectors: " + " ".join(info["sequence"]["words"]) + " (one word per vector)")
+        lines.append("start vectors: " + " ".join(info["sequence"]) + " (one word per vector)")
     elif info.get("top"):
         lines.append("start vector: " + ", ".join(f"{t['word']} {t['weight']:.2f}" for t in info["top"][:5]))
     elif info.get("mode"):

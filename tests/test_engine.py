@@ -174,7 +174,7 @@ def test_two_vector_denoise_attention_starts_from_the_best_ordered_word_pair(tmp
     words = tmp_path / "words.txt"
     words.write_text("dog\ncat\ncar\n" + "\n".join(f"w{i}" for i in range(40)) + "\n")
     state = start_run(backend, _cfg(init_mode="denoise-attention", init_words=str(words), num_vectors=2), IMAGES)
-    assert state.init_info["sequence"]["words"] == ["cat", "dog"], state.init_info
+    assert state.init_info["sequence"] == ["cat", "dog"], state.init_info
     torch.testing.assert_close(state.subspace.origin["clip_l"], torch.stack([cat, dog]))
 
 
@@ -183,7 +183,7 @@ def test_more_vectors_than_init_words_repeats_the_best_words(tmp_path):
     words = tmp_path / "words.txt"
     words.write_text("cat\ndog\n")
     state = start_run(backend, _cfg(init_mode="denoise-attention", init_words=str(words), num_vectors=3), IMAGES)
-    assert sorted(set(state.init_info["sequence"]["words"])) == ["cat", "dog"]
+    assert sorted(set(state.init_info["sequence"])) == ["cat", "dog"]
     assert state.subspace.origin["clip_l"].shape == (3, 16)
 
 

@@ -101,7 +101,7 @@ def test_describe_start_names_the_mixed_words_and_each_images_context():
     assert describe_start(info) == ["start vector: star 0.61, purple 0.39",
                                     "auto context: image 1: on a gray background; image 2: (own caption)"]
     assert describe_start({"mode": "word", "text": "cat"}) == ["start vector: word cat"]
-    assert describe_start({**info, "sequence": {"words": ["purple", "star"], "loss": 0.1}})[0] == \
+    assert describe_start({**info, "sequence": ["purple", "star"]})[0] == \
         "start vectors: purple star (one word per vector)"
     assert describe_start({"mode": "word", "subspace_words": ["star", "purple"]})[-1] == \
         "search composes: star, purple (+ PCA directions)"
