@@ -1,0 +1,84 @@
+"""Which low-dimensional subspace holds gradient TI's move? A diagnostic.
+
+For one toy concept and seed: run gradient TI from GFTI's init (plain captions, 4096 forward rows), take its move
+d = g − e0 and project it onto k-dimensional subspaces of the 768-d token space: the token table's principal
+directions (what GFTI searches), the row space of the UNet's cross-attention key/value weights (the directions
+the denoiser reads; with and without the text encoder's final layer-norm gain) and random directions. Each
+projection e0 + P·d is scored with the held-out loss (256 fixed draws, plain captions): "gain_kept" is the share
+of gradient TI's loss gain it keeps, "energy" the share of ‖d‖² — and with the benchmark's fidelity.
+
+    python benchmarks/subspace_projection.py --concept 2 --seed 0 --out benchmarks/results/v22_projection/c2s0.json
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from toy_bench import ROOT, concept_tensor, measure  # toy_bench also puts the repository on sys.path
+from gfti_core.backends.diffusers_backend import DiffusersBackend
+from gfti_core.config import InversionConfig
+from gfti_core.engine import start_run
+from gfti_core.objective import Evaluator, draw_samples, generation_generator
+from gradient_ti import gradient_ti
+
+log = logging.getLogger("subspace_projection")
+
+
+def top_right_singular(matrix: torch.Tensor, k: int) -> torch.Tensor:
+    return torch.linalg.svd(matrix.double(), full_matrices=False)[2][:k].float()
+
+
+def bases(pipe, table: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+    """Orthonormal [k, 768] bases."""
+    kv = torch.cat([m.weight.detach().float() for n, m in pipe.unet.named_modules()
+                    if n.endswith(("attn2.to_k", "attn2.to_v"))])
+    gain = pipe.text_encoder.final_layer_norm.weight.detach().float()
+    random, _ = torch.linalg.qr(torch.randn(table.shape[1], k, generator=torch.Generator().manual_seed(0)))
+    return {f"pca{k}": top_right_singular(table - table.mean(0), k), f"kv{k}": top_right_singular(kv, k),
+            f"kv_gain{k}": top_right_singular(kv * gain[None], k), f"random{k}": random.T}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--concept", type=int, default=2, help="index into toyworld's HELD_OUT_CONCEPTS")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(1)
+    from toyworld import load_pipeline
+    from toyworld.concepts import HELD_OUT_CONCEPTS
+
+    concept = HELD_OUT_CONCEPTS[args.concept]
+    backend = DiffusersBackend(load_pipeline(), model_name="gfti-toy")
+    cfg = dataclasses.replace(InversionConfig(), seed=args.seed, token="tok", auto_context=False,
+                              init_words=str(ROOT / "toyworld" / "concept_words.txt"))
+    plain = start_run(backend, cfg, concept_tensor(concept, args.seed))
+    e0 = plain.subspace.origin["clip_l"][0]
+    g = gradient_ti(backend, plain.data, e0[None], steps=1024, batch=4, seed=args.seed)[0]
+    move = g - e0
+    vectors = {"init": e0, "gradient-ti": g}
+    for k in (64, 256):
+        for name, q in bases(backend.pipe, backend.token_table("clip_l"), k).items():
+            vectors[name] = e0 + (move @ q.T) @ q
+    draw = draw_samples(plain.data, 256, (0, 999), generation_generator(4321, 0, stream=7))
+    with torch.no_grad():
+        stacked = torch.stack(list(vectors.values()))[:, None]
+        losses = Evaluator(backend, plain.data, 0).population_loss({"clip_l": stacked}, draw).tolist()
+    rows = {}
+    for (name, vec), loss in zip(vectors.items(), losses):
+        rows[name] = {"loss": round(loss, 5), "gain_kept": round((losses[0] - loss) / (losses[0] - losses[1]), 3),
+                      "energy": round(float(((vec - e0).norm() / move.norm()) ** 2), 3),
+                      **({} if name == "init" else measure(backend, {"clip_l": vec[None]}, concept, 16, 1234))}
+        log.info("%s %s", name, rows[name])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"concept": concept, "seed": args.seed, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
