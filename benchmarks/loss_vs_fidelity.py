@@ -3,9 +3,10 @@
 For one concept and seed: run GFTI's defaults and gradient TI (same init, same images, 4096 forward rows each),
 then score points on the straight line between their final vectors, e(a) = (1 − a)·GFTI + a·gradient TI, with
 (1) the held-out denoising loss on a large fixed draw, under GFTI's auto-context captions and under the plain
-captions gradient TI trained on, and (2) the benchmark's fidelity. If gradient TI's end has the lower loss the
-search stopped short; if the loss is flat or lower at GFTI's end while fidelity rises toward gradient TI's, the
-objective (not the search) is what limits GFTI.
+captions gradient TI trained on, (2) the benchmark's fidelity and (3) the word-profile distance of
+`word_plane.py` (what the vector draws, scored by the model's own words; no classifier). If gradient TI's end
+has the lower loss the search stopped short; if the loss is flat or lower at GFTI's end while fidelity rises
+toward gradient TI's, the objective (not the search) is what limits GFTI.
 
     python benchmarks/loss_vs_fidelity.py --concept 2 --seed 0 --out benchmarks/results/v19_line_c2s0.json
 """
@@ -25,6 +26,7 @@ from gfti_core.config import InversionConfig
 from gfti_core.engine import final_vectors, run_generations, start_run
 from gfti_core.objective import Evaluator, draw_samples, generation_generator
 from gradient_ti import gradient_ti
+from word_plane import concept_words_list, word_profile
 
 log = logging.getLogger("loss_vs_fidelity")
 ALPHAS = (-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
@@ -67,11 +69,16 @@ def main() -> None:
     line = torch.stack([(1 - a) * es["clip_l"] + a * grad for a in ALPHAS])
     loss_context = heldout_loss(backend, state.data, line, args.samples)
     loss_plain = heldout_loss(backend, plain.data, line, args.samples)
+    table = backend.token_table("clip_l")
+    word_vectors = torch.stack([table[backend.word_ids(w, "clip_l")[0]] for w in concept_words_list()])[:, None]
+    train_profile = word_profile(backend, images, word_vectors)
     rows = []
     for a, vec, lc, lp in zip(ALPHAS, line, loss_context, loss_plain):
         m = measure(backend, {"clip_l": vec}, concept, args.images, 1234)
+        made = backend.generate("a photo of <*>", {"clip_l": vec}, num_images=8, seed=555, steps=20, guidance=4.0)
+        distance = float((word_profile(backend, made, word_vectors) - train_profile).abs().sum())
         rows.append({"alpha": a, "loss_context_captions": lc, "loss_plain_captions": lp,
-                     "norm": round(float(vec.norm(dim=-1).max()), 3), **m})
+                     "profile_distance": round(distance, 4), "norm": round(float(vec.norm(dim=-1).max()), 3), **m})
         log.info("%s", rows[-1])
     result = {"concept": concept_words(concept), "seed": args.seed, "budget": args.budget, "samples": args.samples,
               "images": args.images, "gfti_words": state.init_info.get("subspace_words"), "line": rows}
