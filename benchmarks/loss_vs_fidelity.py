@@ -12,7 +12,6 @@ toward gradient TI's, the objective (not the search) is what limits GFTI.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -20,45 +19,27 @@ from pathlib import Path
 
 import torch
 
-from toy_bench import ROOT, measure  # noqa: F401  (toy_bench puts the repository on sys.path)
-from gfti_core.backends.diffusers_backend import DiffusersBackend
-from gfti_core.config import InversionConfig
+from diagnostics import concept_args, heldout_loss, toy_setup  # diagnostics puts the repository on sys.path
+from toy_bench import concept_tensor, measure
 from gfti_core.engine import final_vectors, run_generations, start_run
-from gfti_core.objective import Evaluator, draw_samples, generation_generator
 from gradient_ti import gradient_ti
-from word_plane import concept_words_list, word_profile
+from word_plane import concept_word_vectors, word_profile
 
 log = logging.getLogger("loss_vs_fidelity")
 ALPHAS = (-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
 
 
-def heldout_loss(backend, data, vectors: torch.Tensor, samples: int) -> list[float]:
-    """vectors [P, N, D] → mean loss per vector on one fixed draw of `samples` (common random numbers)."""
-    draw = draw_samples(data, samples, (0, 999), generation_generator(4321, 0, stream=7))
-    with torch.no_grad():
-        return [round(float(v), 6) for v in Evaluator(backend, data, 0).population_loss({"clip_l": vectors}, draw)]
-
-
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--concept", type=int, default=2, help="index into toyworld's HELD_OUT_CONCEPTS")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--budget", type=int, default=4096)
-    p.add_argument("--samples", type=int, default=256, help="held-out draws per loss")
-    p.add_argument("--images", type=int, default=32, help="generated images per fidelity")
-    p.add_argument("--out", required=True)
-    args = p.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(1)
-    from toy_bench import concept_tensor
-    from toyworld import load_pipeline
+    def options(p):
+        p.add_argument("--budget", type=int, default=4096)
+        p.add_argument("--samples", type=int, default=256, help="held-out draws per loss")
+        p.add_argument("--images", type=int, default=32, help="generated images per fidelity")
+
+    args = concept_args(options)
     from toyworld.concepts import HELD_OUT_CONCEPTS, concept_words
 
     concept = HELD_OUT_CONCEPTS[args.concept]
-    backend = DiffusersBackend(load_pipeline(), model_name="gfti-toy")
-    base = dataclasses.replace(InversionConfig(), seed=args.seed, token="tok",
-                               init_words=str(ROOT / "toyworld" / "concept_words.txt"),
-                               context_phrases=str(ROOT / "toyworld" / "context_phrases.txt"))
+    backend, base = toy_setup(args.seed)
     images = concept_tensor(concept, args.seed)
     plain = start_run(backend, dataclasses.replace(base, auto_context=False), images)
     state = start_run(backend, base, images)
@@ -69,8 +50,7 @@ def main() -> None:
     line = torch.stack([(1 - a) * es["clip_l"] + a * grad for a in ALPHAS])
     loss_context = heldout_loss(backend, state.data, line, args.samples)
     loss_plain = heldout_loss(backend, plain.data, line, args.samples)
-    table = backend.token_table("clip_l")
-    word_vectors = torch.stack([table[backend.word_ids(w, "clip_l")[0]] for w in concept_words_list()])[:, None]
+    word_vectors = concept_word_vectors(backend)
     train_profile = word_profile(backend, images, word_vectors)
     rows = []
     for a, vec, lc, lp in zip(ALPHAS, line, loss_context, loss_plain):

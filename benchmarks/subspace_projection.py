@@ -11,19 +11,15 @@ of gradient TI's loss gain it keeps, "energy" the share of ‖d‖² — and wit
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import logging
 from pathlib import Path
 
 import torch
 
-from toy_bench import ROOT, concept_tensor, measure  # toy_bench also puts the repository on sys.path
-from gfti_core.backends.diffusers_backend import DiffusersBackend
-from gfti_core.config import InversionConfig
+from diagnostics import concept_args, heldout_loss, toy_setup  # diagnostics puts the repository on sys.path
+from toy_bench import concept_tensor, measure
 from gfti_core.engine import start_run
-from gfti_core.objective import Evaluator, draw_samples, generation_generator
 from gradient_ti import gradient_ti
 
 log = logging.getLogger("subspace_projection")
@@ -44,20 +40,11 @@ def bases(pipe, table: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--concept", type=int, default=2, help="index into toyworld's HELD_OUT_CONCEPTS")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
-    args = p.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(1)
-    from toyworld import load_pipeline
+    args = concept_args()
     from toyworld.concepts import HELD_OUT_CONCEPTS
 
     concept = HELD_OUT_CONCEPTS[args.concept]
-    backend = DiffusersBackend(load_pipeline(), model_name="gfti-toy")
-    cfg = dataclasses.replace(InversionConfig(), seed=args.seed, token="tok", auto_context=False,
-                              init_words=str(ROOT / "toyworld" / "concept_words.txt"))
+    backend, cfg = toy_setup(args.seed, auto_context=False)
     plain = start_run(backend, cfg, concept_tensor(concept, args.seed))
     e0 = plain.subspace.origin["clip_l"][0]
     g = gradient_ti(backend, plain.data, e0[None], steps=1024, batch=4, seed=args.seed)[0]
@@ -66,10 +53,7 @@ def main() -> None:
     for k in (64, 256):
         for name, q in bases(backend.pipe, backend.token_table("clip_l"), k).items():
             vectors[name] = e0 + (move @ q.T) @ q
-    draw = draw_samples(plain.data, 256, (0, 999), generation_generator(4321, 0, stream=7))
-    with torch.no_grad():
-        stacked = torch.stack(list(vectors.values()))[:, None]
-        losses = Evaluator(backend, plain.data, 0).population_loss({"clip_l": stacked}, draw).tolist()
+    losses = heldout_loss(backend, plain.data, torch.stack(list(vectors.values()))[:, None])
     rows = {}
     for (name, vec), loss in zip(vectors.items(), losses):
         rows[name] = {"loss": round(loss, 5), "gain_kept": round((losses[0] - loss) / (losses[0] - losses[1]), 3),

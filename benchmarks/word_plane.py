@@ -15,7 +15,6 @@ It prints each point and the Spearman rank correlation of fidelity with −loss 
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -23,9 +22,8 @@ from pathlib import Path
 
 import torch
 
-from toy_bench import ROOT, concept_tensor, measure  # toy_bench also puts the repository on sys.path
-from gfti_core.backends.diffusers_backend import DiffusersBackend
-from gfti_core.config import InversionConfig
+from diagnostics import concept_args, heldout_loss, toy_setup  # diagnostics puts the repository on sys.path
+from toy_bench import ROOT, concept_tensor, measure
 from gfti_core.engine import start_run
 from gfti_core.objective import Evaluator, TrainingSet, draw_samples, generation_generator
 
@@ -39,10 +37,10 @@ def concept_words_list() -> list[str]:
     return [w.strip() for w in text.splitlines() if w.strip() and not w.startswith("#")]
 
 
-def heldout_losses(backend, state, vectors: torch.Tensor) -> list[float]:
-    draw = draw_samples(state.data, 256, (0, 999), generation_generator(4321, 0, stream=7))
-    with torch.no_grad():
-        return Evaluator(backend, state.data, 0).population_loss({"clip_l": vectors}, draw).tolist()
+def concept_word_vectors(backend) -> torch.Tensor:
+    """toyworld's concept words as single-vector candidates [W, 1, D], in concept_words_list() order."""
+    table = backend.token_table("clip_l")
+    return torch.stack([table[backend.word_ids(w, "clip_l")[0]] for w in concept_words_list()])[:, None]
 
 
 def word_profile(backend, images: torch.Tensor, word_vectors: torch.Tensor) -> torch.Tensor:
@@ -56,33 +54,21 @@ def word_profile(backend, images: torch.Tensor, word_vectors: torch.Tensor) -> t
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--concept", type=int, default=2, help="index into toyworld's HELD_OUT_CONCEPTS")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
-    args = p.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(1)
+    args = concept_args()
     from scipy.stats import spearmanr
-    from toyworld import load_pipeline
     from toyworld.concepts import HELD_OUT_CONCEPTS
 
     shape, colour = HELD_OUT_CONCEPTS[args.concept]
-    backend = DiffusersBackend(load_pipeline(), model_name="gfti-toy")
-    table = backend.token_table("clip_l")
-    word = {w: table[backend.word_ids(w, "clip_l")[0]] for w in concept_words_list()}
-    word_vectors = torch.stack(list(word.values()))[:, None]
-    base = dataclasses.replace(InversionConfig(), seed=args.seed, token="tok",
-                               init_words=str(ROOT / "toyworld" / "concept_words.txt"),
-                               context_phrases=str(ROOT / "toyworld" / "context_phrases.txt"))
+    backend, base = toy_setup(args.seed)
+    names, word_vectors = concept_words_list(), concept_word_vectors(backend)
+    word = dict(zip(names, word_vectors[:, 0]))
     images = concept_tensor((shape, colour), args.seed)
     context = start_run(backend, base, images)
     plain = start_run(backend, dataclasses.replace(base, auto_context=False), images)
     grid = [(a, b) for a in WEIGHTS for b in WEIGHTS]
     vectors = torch.stack([a * word[colour] + b * word[shape] for a, b in grid])[:, None]
-    loss_context, loss_plain = heldout_losses(backend, context, vectors), heldout_losses(backend, plain, vectors)
+    loss_context, loss_plain = heldout_loss(backend, context.data, vectors), heldout_loss(backend, plain.data, vectors)
     train_profile = word_profile(backend, images, word_vectors)
-    names = list(word)
     rows = []
     for (a, b), vec, lc, lp in zip(grid, vectors, loss_context, loss_plain):
         made = backend.generate("a photo of <*>", {"clip_l": vec}, num_images=8, seed=555, steps=20, guidance=4.0)
