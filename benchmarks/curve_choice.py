@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from statistics import fmean
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -36,9 +37,8 @@ def main() -> None:
     last = [next(p for p in c if p["rows"] == 4096)["fidelity"] for c in curves.values()]
     by_loss = [min(c, key=lambda p: p["holdout_loss"])["fidelity"] for c in curves.values()]
     oracle = [max(p["fidelity"] for p in c) for c in curves.values()]
-    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-    print(f"{len(curves)} runs: last point {mean(last):.3f}, lowest held-out loss {mean(by_loss):.3f}, "
-          f"best point (oracle) {mean(oracle):.3f}")
+    print(f"{len(curves)} runs: last point {fmean(last):.3f}, lowest held-out loss {fmean(by_loss):.3f}, "
+          f"best point (oracle) {fmean(oracle):.3f}")
 
 
 if __name__ == "__main__":
