@@ -88,9 +88,6 @@ class InversionConfig:
                               group="train")
     context_phrases: str = _opt("", "context phrase list for auto_context (one per line); empty = shipped list",
                                 group="train")
-    contrast: float = _opt(0.0, "weight of a contrastive term: the loss on images drawn from each of the init's "
-                           "two best single words is subtracted, so the token must explain the training images "
-                           "better than one-attribute look-alikes (0 = off)", lo=0.0, hi=10.0, group="train")
     flip: bool = _opt(True, "also train on horizontally flipped images", group="train")
     common_random_numbers: bool = _opt(True, "score every candidate of a generation on the same draw "
                                        "(off only to reproduce the original method)", group="train")

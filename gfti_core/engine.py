@@ -19,7 +19,6 @@ import torch
 from .backend import PLACEHOLDER, Backend
 from .config import ConfigError, InversionConfig
 from .context import auto_context
-from .contrast import with_contrast_images
 from .init_vectors import initial_vectors, ranked_word_vectors
 from .objective import Cancelled, Evaluator, TrainingSet, draw_samples, generation_generator
 from .optim import Optimizer, OptimizerSpec, make_optimizer, replay, sanitize_fitness
@@ -143,8 +142,6 @@ def start_run(backend: Backend, cfg: InversionConfig, images: torch.Tensor,
             origin, info = initial_vectors(backend, tables, data, cfg, evaluator, images)
             info["top_before_context"] = first
         info["context"] = context
-    if cfg.contrast > 0:
-        data, info["contrast"] = with_contrast_images(backend, data, info, tables, cfg)
     count = min(cfg.subspace_words, cfg.subspace_dim) if cfg.subspace == "pca" else 0  # word rows of the basis
     words = ranked_word_vectors(backend, tables, info, count)
     subspace = build_subspace(cfg.subspace, tables, origin, k=cfg.subspace_dim, scale=cfg.subspace_scale,

@@ -20,13 +20,11 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrainingSet:
     """Cached inputs of the objective. latents [M, C, h, w] (flipped copies appended when flip is on);
-    prompts[i] are the prompt choices of latent i; weights [M, 1, h, w] optional per-pixel loss weights;
-    coef [M] optional per-latent factor of the loss (negative for the contrastive images, gfti_core/contrast.py)."""
+    prompts[i] are the prompt choices of latent i; weights [M, 1, h, w] optional per-pixel loss weights."""
 
     latents: torch.Tensor
     prompts: list[list[str]]
     weights: torch.Tensor | None = None
-    coef: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.latents.shape[0] != len(self.prompts) or not all(self.prompts):
@@ -117,8 +115,7 @@ class Evaluator:
         loss = self.backend.denoise_loss(self._latents[li_dev], draw.timesteps[sample].to(dev),
                                          draw.noise[sample].to(dev), cond, weights)
         self.forward_rows += len(prompts)
-        loss = loss.float().cpu()
-        return loss if self.data.coef is None else loss * self.data.coef[li]
+        return loss.float().cpu()
 
 
     def _encode_unique(self, prompts: list[str], cand: torch.Tensor, vectors) -> Any:

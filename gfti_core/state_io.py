@@ -29,8 +29,6 @@ def state_to_bytes(state: RunState) -> bytes:
                "opt.mean": torch.from_numpy(state.optimizer().mean)}
     if state.data.weights is not None:
         tensors["data.weights"] = state.data.weights.contiguous()
-    if state.data.coef is not None:
-        tensors["data.coef"] = state.data.coef.contiguous()
     for enc in state.encoders:
         tensors[f"basis.{enc}"] = state.subspace.bases[enc].contiguous()
         tensors[f"origin.{enc}"] = state.subspace.origin[enc].contiguous()
@@ -96,7 +94,7 @@ def _build(t: dict[str, torch.Tensor], meta: dict[str, str], path: Path) -> RunS
     subspace = Subspace(meta["subspace_kind"], {e: t[f"basis.{e}"].float() for e in encoders},
                         {e: t[f"origin.{e}"].float() for e in encoders},
                         {str(k): float(v) for k, v in json.loads(meta["max_norm"]).items()})
-    data = TrainingSet(t["data.latents"].float(), json.loads(meta["prompts"]), t.get("data.weights"), t.get("data.coef"))
+    data = TrainingSet(t["data.latents"].float(), json.loads(meta["prompts"]), t.get("data.weights"))
     history = {k: t[f"history.{k}"].tolist() for k in HISTORY_KEYS}
     fitness = t["opt.fitness"].numpy().astype(np.float64)
     _validate(cfg, encoders, spec, subspace, data, history, fitness, t)
@@ -126,5 +124,3 @@ def _validate(cfg, encoders, spec, subspace, data, history, fitness, t) -> None:
         raise ValueError("history arrays have different lengths")
     if data.weights is not None and data.weights.shape[0] != data.latents.shape[0]:
         raise ValueError("loss weights do not match the latents")
-    if data.coef is not None and data.coef.shape != (data.latents.shape[0],):
-        raise ValueError("loss factors do not match the latents")
