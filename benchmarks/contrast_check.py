@@ -4,7 +4,8 @@ Classifier-free guidance samples images the token's *implicit classifier* favour
 over all images — not only over the training images the denoising loss looks at. A vector that mixes "cyan" and
 "triangle" can explain the training images well and still explain cyan circles even better, and then draw those.
 So score each vector also on negatives: images the model draws from each of the concept's single words
-("a photo of cyan", "a photo of triangle"; in an engine these would be the init's two best words). The
+("a photo of cyan", "a photo of triangle"; the engine probe of commit 70cb3ff used the init's two best words,
+BENCHMARKS.md v15). The
 criterion L_pos − λ·L_neg rewards a vector that explains the training images *and not* the one-attribute images.
 
 Scores the 4 × 4 word plane of `word_plane.py` (against the fidelity that script recorded: the plane is rebuilt
