@@ -5,7 +5,8 @@ over all images — not only over the training images the denoising loss looks a
 "triangle" can explain the training images well and still explain cyan circles even better, and then draw those.
 So score each vector also on negatives: images the model draws from each of the concept's single words
 ("a photo of cyan", "a photo of triangle"; the engine probe of commit 70cb3ff used the init's two best words,
-BENCHMARKS.md v15). The criterion L_pos − λ·L_neg rewards a vector that explains the training images *and not* the one-attribute images.
+BENCHMARKS.md v15). The criterion L_pos − λ·L_neg rewards a vector that explains the training images *and not*
+the one-attribute images.
 
 Scores the 4 × 4 word plane of `word_plane.py` (against the fidelity that script recorded: the plane is rebuilt
 from the words) and the GFTI ↔ gradient TI line of `loss_vs_fidelity.py` (both methods re-run, fidelity measured
