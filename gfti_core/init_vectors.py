@@ -7,7 +7,6 @@ softmax over their relative loss gaps.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from pathlib import Path
@@ -95,19 +94,28 @@ def score_vectors(evaluator: Evaluator, data: TrainingSet, batch: Vectors, sampl
 
 
 def best_word_sequence(evaluator: Evaluator, data: TrainingSet, vecs: Vectors, ranked: list[int], n: int,
-                       cfg) -> tuple[int, ...]:
-    """With n > 1 vectors, the token can be a phrase: vector k starts as the k-th word of the best-scoring
-    ordered sequence of n words taken from the init's 4 best (a "cyan triangle" is two words, which one mixed
-    vector draws badly: docs/engine.md point 13). → indices into vecs."""
-    pool = ranked[:max(n, 4)]
-    if len(pool) < n:  # fewer candidate words than vectors: the best ones repeat
-        pool = [pool[i % len(pool)] for i in range(n)]
-    if n > 4:  # too many orders to score: the ranked order
-        return tuple(pool[:n])
-    sequences = list(dict.fromkeys(itertools.permutations(pool, n)))  # repeated words: each order once
-    batch = {enc: torch.stack([v[list(seq)] for seq in sequences]) for enc, v in vecs.items()}
-    losses = score_vectors(evaluator, data, batch, 8 * cfg.init_samples, cfg, stream=3)
-    return sequences[int(torch.argmin(losses))]
+                       cfg, pool_size: int = 16) -> tuple[int, ...]:
+    """With n > 1 vectors, the token can be a phrase: vector k starts as the k-th word of a phrase built word by
+    word (a "cyan triangle" is two words, which one mixed vector draws badly: docs/engine.md point 13).
+
+    Why word by word: words ranked alone put near-synonyms next to each other ("purple, blue", "ring, circle"),
+    because each explains the same half of the images; the word that explains the *other* half ("star") can
+    rank far below. So the phrase starts with the best single word and then adds, at any place, the word from
+    the `pool_size` best that makes the phrase explain the images best (n − 1 rounds, one shared draw each
+    round; a phrase shorter than n repeats its last word). → indices into vecs."""
+    pool = ranked[:max(n, pool_size)]
+    sequence = [pool[0]]
+    while len(sequence) < n:
+        options = [sequence[:i] + [w] + sequence[i:] for w in pool if w not in sequence
+                   for i in range(len(sequence) + 1)]
+        if not options:  # fewer candidate words than vectors: the best ones repeat
+            sequence.append(pool[len(sequence) % len(pool)])
+            continue
+        padded = [o + [o[-1]] * (n - len(o)) for o in options]
+        batch = {enc: torch.stack([v[p] for p in padded]) for enc, v in vecs.items()}
+        losses = score_vectors(evaluator, data, batch, 8 * cfg.init_samples, cfg, stream=2 + len(sequence))
+        sequence = options[int(torch.argmin(losses))]
+    return tuple(sequence)
 
 
 def softmax_mixture(losses: torch.Tensor, vecs: Vectors, temperature: float, top_k: int):

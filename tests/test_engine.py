@@ -178,6 +178,23 @@ def test_two_vector_denoise_attention_starts_from_the_best_ordered_word_pair(tmp
     torch.testing.assert_close(state.subspace.origin["clip_l"], torch.stack([cat, dog]))
 
 
+def test_two_vector_phrase_adds_the_word_that_explains_the_rest_not_a_synonym(tmp_path):
+    """Four near-synonyms of "cat" each score better alone than "dog", so a phrase drawn from the four best
+    single words is two cats; the images are explained by "cat dog", and the phrase search must find "dog"."""
+    backend = FakeBackend()
+    cat, dog = backend.table[7], backend.table[11]
+    gen = torch.Generator().manual_seed(1)
+    for i in range(4):
+        backend.words[f"kitty{i}"] = [40 + i]
+        backend.table[40 + i] = cat + 0.05 * (dog - cat) + 0.01 * torch.randn(16, generator=gen)
+    words = tmp_path / "words.txt"
+    words.write_text("kitty0\nkitty1\nkitty2\nkitty3\ncat\ndog\n" + "\n".join(f"w{i}" for i in range(30)) + "\n")
+    state = start_run(backend, _cfg(init_mode="denoise-attention", init_words=str(words), num_vectors=2), IMAGES)
+    ranked = state.init_info["ranked_words"]
+    assert ranked.index("dog") >= 4, ranked  # the old pool (4 best singles) could not reach it
+    assert "dog" in state.init_info["sequence"], state.init_info
+
+
 def test_more_vectors_than_init_words_repeats_the_best_words(tmp_path):
     backend = FakeBackend()
     words = tmp_path / "words.txt"
