@@ -73,3 +73,24 @@ def test_gradient_ti_moves_only_the_placeholder_vector(tiny_sd1):
     assert (learned - init).abs().max() > 1e-4
     for model, weights in zip(models, before):
         assert all(torch.equal(p, weights[n]) for n, p in model.named_parameters())
+
+
+def test_guided_loss_at_scale_one_is_the_engine_loss_and_grows_with_guidance(tiny_sd1):
+    """The sampling-criteria diagnostic scores what it claims: at s = 1 the guided loss is the engine's own
+    held-out loss of each vector (same draw, same target), and its SDEdit error is finite and per vector."""
+    import torch
+
+    from gfti_core.backends.diffusers_backend import DiffusersBackend
+    from gfti_core.objective import TrainingSet
+    from gfti_core.tiny import tiny_images
+
+    criteria, diagnostics = _module("sampling_criteria"), _module("diagnostics")
+    backend = DiffusersBackend(tiny_sd1)
+    data = TrainingSet(backend.encode_images(tiny_images(2)).float().cpu(), [["a photo of <*>"]] * 2)
+    vectors = torch.randn(2, 1, backend.encoders[0].width, generator=torch.Generator().manual_seed(0)) * 0.3
+    guided = criteria.guided_losses(backend, data, vectors, scales=(1, 4))
+    engine = diagnostics.heldout_loss(backend, data, vectors, 256)
+    assert guided[1] == pytest.approx(engine, rel=1e-3)
+    assert guided[4] != pytest.approx(guided[1], rel=1e-3)
+    errors = criteria.sdedit_errors(backend, data.latents, data.prompts[0] * 2, vectors, t0s=(500,), steps=4)
+    assert len(errors) == 2 and all(e == e and e >= 0 for e in errors)
