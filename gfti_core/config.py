@@ -53,6 +53,9 @@ class InversionConfig:
     init_top_k: int = _opt(2, "keep only the k best-scoring words in the mixture (0 = all); few words leave "
                            "the search's word coordinates free to set every word's weight", lo=0, hi=5000,
                            group="init")
+    init_sum: int = _opt(0, "one vector only: start from the sum of an N-word phrase built word by word "
+                         "(e.g. cyan + triangle), scaled by the loss, instead of the softmax mixture at one "
+                         "token's norm (0 = mixture)", lo=0, hi=8, group="init")
     init_samples: int = _opt(4, "denoising draws per image when scoring candidate words", lo=1, hi=64,
                              group="init")
     subspace: str = _opt("pca", "search space: principal directions of the token table, or BBT's "
@@ -147,6 +150,8 @@ def validate(cfg: InversionConfig) -> None:
             raise ConfigError(f"{f.name}={value!r} is above its maximum {meta['hi']}")
     if cfg.timestep_min > cfg.timestep_max:
         raise ConfigError(f"timestep_min={cfg.timestep_min} > timestep_max={cfg.timestep_max}; swap them")
+    if cfg.init_sum == 1:
+        raise ConfigError("init_sum=1 sums a one-word phrase; use 0 (the softmax mixture) or 2 or more words")
     if cfg.init_mode == "file" and not cfg.init_file:
         raise ConfigError("init_mode='file' needs init_file (path of an embedding file)")
     if cfg.init_mode == "clip-attention" and not cfg.init_clip_model:

@@ -160,12 +160,37 @@ def denoise_attention_init(backend: Backend, tables, data: TrainingSet, cfg: Inv
             "max_entropy_nats": round(math.log(len(keep)), 4)}
     log.info("denoise-attention init: %s (entropy %.3f nats)",
              ", ".join(f"{t['word']} {t['weight']:.2f}" for t in info["top"][:5]), info["entropy_nats"])
+    if n == 1 and cfg.init_sum >= 2:
+        return phrase_sum_init(evaluator, data, vecs2, [words[int(i)] for i in short], order, cfg, info)
     if n == 1:
         return {enc: v[None].clone() for enc, v in mixed.items()}, info
     sequence = best_word_sequence(evaluator, data, vecs2, order, n, cfg)
     info["sequence"] = [words[int(short[i])] for i in sequence]
     log.info("denoise-attention init, one word per vector: %s", " ".join(info["sequence"]))
     return {enc: v[list(sequence)].clone() for enc, v in vecs2.items()}, info
+
+
+PHRASE_SUM_SCALES = (0.5, 1.0, 1.5, 2.0, 3.0)
+
+
+def phrase_sum_init(evaluator: Evaluator, data: TrainingSet, vecs: Vectors, names: list[str], order: list[int],
+                    cfg, info: dict) -> tuple[Vectors, dict]:
+    """One vector that is the *sum* of a phrase's words (`init_sum` words, built word by word), times the
+    scale with the lowest loss. Why: one vector that mixes "cyan" and "triangle" at a token's norm draws cyan
+    things but no triangles, while 2·(cyan + triangle) draws the concept (docs/engine.md point 12; v14's word
+    plane: fidelity lives where the two weights balance). The phrase's words also lead the search's word
+    coordinates, so the search starts with both on its axes."""
+    sequence = best_word_sequence(evaluator, data, vecs, order, cfg.init_sum, cfg)
+    base = {enc: v[list(sequence)].sum(0) for enc, v in vecs.items()}
+    batch = {enc: torch.stack([s * b for s in PHRASE_SUM_SCALES])[:, None] for enc, b in base.items()}
+    losses = score_vectors(evaluator, data, batch, 8 * cfg.init_samples, cfg, stream=9)
+    scale = PHRASE_SUM_SCALES[int(torch.argmin(losses))]
+    phrase = [names[i] for i in sequence]
+    info["phrase_sum"] = {"words": phrase, "scale": scale,
+                          "losses": {str(s): round(float(l), 6) for s, l in zip(PHRASE_SUM_SCALES, losses)}}
+    info["ranked_words"] = phrase + [w for w in info["ranked_words"] if w not in phrase]
+    log.info("denoise-attention init, phrase summed into one vector: %s × %.1f", " + ".join(phrase), scale)
+    return {enc: (scale * b)[None].clone() for enc, b in base.items()}, info
 
 
 def ranked_word_vectors(backend: Backend, tables: dict[str, torch.Tensor], info: dict, count: int) -> Vectors:
@@ -219,6 +244,9 @@ def describe_start(info: dict) -> list[str]:
     lines = []
     if info.get("sequence"):  # several vectors, one word each
         lines.append("start vectors: " + " ".join(info["sequence"]) + " (one word per vector)")
+    elif info.get("phrase_sum"):  # one vector, a phrase's words summed
+        summed = info["phrase_sum"]
+        lines.append(f"start vector: ({' + '.join(summed['words'])}) × {summed['scale']:g}")
     elif info.get("top"):
         lines.append("start vector: " + ", ".join(f"{t['word']} {t['weight']:.2f}" for t in info["top"][:5]))
     elif info.get("mode"):

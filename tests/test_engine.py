@@ -8,6 +8,7 @@ import torch
 from fake_backend import FakeBackend
 from gfti_core.config import ConfigError, InversionConfig
 from gfti_core.engine import final_vectors, run_generations, start_run, with_settings
+from gfti_core.init_vectors import describe_start
 from gfti_core.objective import Evaluator, TrainingSet, draw_samples, generation_generator
 
 IMAGES = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -193,6 +194,27 @@ def test_two_vector_phrase_adds_the_word_that_explains_the_rest_not_a_synonym(tm
     ranked = state.init_info["ranked_words"]
     assert ranked.index("dog") >= 4, ranked  # the old pool (4 best singles) could not reach it
     assert "dog" in state.init_info["sequence"], state.init_info
+
+
+def test_phrase_sum_starts_one_vector_at_the_scaled_sum_of_complementary_words(tmp_path):
+    """init_sum=2 on a backend whose images are explained by cat + dog (the one-vector optimum 0.5·(cat + dog)
+    = the sum at scale 0.5): the phrase holds both words, e0 is their sum at the lowest-loss scale, and both
+    words lead the search's word coordinates."""
+    backend = FakeBackend()
+    cat, dog = backend.table[7], backend.table[11]
+    words = tmp_path / "words.txt"
+    words.write_text("car\ncat\ndog\n" + "\n".join(f"w{i}" for i in range(40)) + "\n")
+    state = start_run(backend, _cfg(init_mode="denoise-attention", init_words=str(words), init_sum=2), IMAGES)
+    summed = state.init_info["phrase_sum"]
+    assert sorted(summed["words"]) == ["cat", "dog"] and summed["scale"] == 0.5, summed
+    torch.testing.assert_close(state.subspace.origin["clip_l"][0], 0.5 * (cat + dog))
+    assert sorted(state.init_info["subspace_words"][:2]) == ["cat", "dog"]
+    assert describe_start(state.init_info)[0].startswith("start vector: (")
+
+
+def test_init_sum_of_one_word_is_refused():
+    with pytest.raises(ConfigError, match="init_sum=1"):
+        _cfg(init_sum=1)
 
 
 def test_more_vectors_than_init_words_repeats_the_best_words(tmp_path):
