@@ -41,7 +41,7 @@ from gfti_core.backend import per_row_mse  # noqa: E402
 from gfti_core.engine import final_vectors, run_generations, start_run  # noqa: E402
 from gfti_core.objective import draw_samples, generation_generator  # noqa: E402
 from gradient_ti import gradient_ti  # noqa: E402
-from subspace_projection import top_right_singular  # noqa: E402
+from subspace_projection import score_projections, top_right_singular  # noqa: E402
 from word_plane import WEIGHTS, concept_word_vectors, concept_words_list  # noqa: E402
 
 log = logging.getLogger("sampling_criteria")
@@ -192,14 +192,7 @@ def sensitivity(args, concept) -> dict:
                         f"kv_sensitivity{k}": top_eigenvectors(gram_kv, k),
                         f"pca{k}": top_right_singular(table - table.mean(0), k)}.items():
             vectors[name] = e0 + (move @ q.T) @ q
-    losses = heldout_loss(backend, plain.data, torch.stack(list(vectors.values()))[:, None])
-    rows = {}
-    for (name, vec), loss in zip(vectors.items(), losses):
-        rows[name] = {"loss": round(loss, 5), "gain_kept": round((losses[0] - loss) / (losses[0] - losses[1]), 3),
-                      "energy": round(float(((vec - e0).norm() / move.norm()) ** 2), 3),
-                      **({} if name == "init" else measure(backend, {"clip_l": vec[None]}, concept, 16, 1234))}
-        log.info("%s %s", name, rows[name])
-    return {"rows": rows}
+    return {"rows": score_projections(backend, plain.data, vectors, concept)}
 
 
 def main() -> None:

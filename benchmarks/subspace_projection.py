@@ -39,6 +39,20 @@ def bases(pipe, table: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
             f"kv_gain{k}": top_right_singular(kv * gain[None], k), f"random{k}": random.T}
 
 
+def score_projections(backend, data, vectors: dict[str, torch.Tensor], concept) -> dict[str, dict]:
+    """vectors: "init" (e0) and "gradient-ti" first, then projections e0 + P·d → per vector: held-out loss, the
+    share of gradient TI's loss gain and of its squared move it keeps, and (except the init) the fidelity."""
+    e0, move = vectors["init"], vectors["gradient-ti"] - vectors["init"]
+    losses = heldout_loss(backend, data, torch.stack(list(vectors.values()))[:, None])
+    rows = {}
+    for (name, vec), loss in zip(vectors.items(), losses):
+        rows[name] = {"loss": round(loss, 5), "gain_kept": round((losses[0] - loss) / (losses[0] - losses[1]), 3),
+                      "energy": round(float(((vec - e0).norm() / move.norm()) ** 2), 3),
+                      **({} if name == "init" else measure(backend, {"clip_l": vec[None]}, concept, 16, 1234))}
+        log.info("%s %s", name, rows[name])
+    return rows
+
+
 def main() -> None:
     args = concept_args()
     from toyworld.concepts import HELD_OUT_CONCEPTS
@@ -53,13 +67,7 @@ def main() -> None:
     for k in (64, 256):
         for name, q in bases(backend.pipe, backend.token_table("clip_l"), k).items():
             vectors[name] = e0 + (move @ q.T) @ q
-    losses = heldout_loss(backend, plain.data, torch.stack(list(vectors.values()))[:, None])
-    rows = {}
-    for (name, vec), loss in zip(vectors.items(), losses):
-        rows[name] = {"loss": round(loss, 5), "gain_kept": round((losses[0] - loss) / (losses[0] - losses[1]), 3),
-                      "energy": round(float(((vec - e0).norm() / move.norm()) ** 2), 3),
-                      **({} if name == "init" else measure(backend, {"clip_l": vec[None]}, concept, 16, 1234))}
-        log.info("%s %s", name, rows[name])
+    rows = score_projections(backend, plain.data, vectors, concept)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"concept": concept, "seed": args.seed, "rows": rows}, indent=1))
 

@@ -21,7 +21,7 @@ from .config import ConfigError, InversionConfig
 from .context import auto_context
 from .init_vectors import initial_vectors, ranked_word_vectors
 from .objective import Cancelled, Evaluator, TrainingSet, draw_samples, generation_generator
-from .optim import Optimizer, OptimizerSpec, make_optimizer, replay, sanitize_fitness
+from .optim import Optimizer, OptimizerSpec, replay, sanitize_fitness
 from .subspace import Subspace, build_subspace
 from .templates import prompts_for_images
 
