@@ -29,23 +29,28 @@ import argparse
 import dataclasses
 import json
 import logging
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from diagnostics import heldout_loss, toy_setup  # noqa: E402  (diagnostics puts the repository on sys.path)
-from toy_bench import ROOT, concept_tensor, measure  # noqa: E402
-from gfti_core.backend import per_row_mse  # noqa: E402
-from gfti_core.engine import final_vectors, run_generations, start_run  # noqa: E402
-from gfti_core.objective import draw_samples, generation_generator  # noqa: E402
-from gradient_ti import gradient_ti  # noqa: E402
-from subspace_projection import score_projections, top_right_singular  # noqa: E402
-from word_plane import WEIGHTS, concept_word_vectors, concept_words_list  # noqa: E402
+from diagnostics import heldout_loss, toy_setup  # diagnostics puts the repository on sys.path
+from toy_bench import ROOT, concept_tensor, measure
+from gfti_core.backend import per_row_mse
+from gfti_core.engine import final_vectors, run_generations, start_run
+from gfti_core.objective import draw_samples, generation_generator
+from gradient_ti import gradient_ti
+from subspace_projection import score_projections, top_right_singular
+from word_plane import plane_vectors
 
 log = logging.getLogger("sampling_criteria")
 GUIDANCE_SCALES = (1, 1.5, 2, 3, 4)
+BUDGET, GRADIENT_BATCH = 4096, 4  # forward rows per search, as in the toy benchmark's rows
+
+
+def captioned_images(state) -> tuple[torch.Tensor, list[str]]:
+    """The training images' latents (without the flipped copies) and each one's first (auto-context) caption."""
+    m = len(state.data.prompts) // (2 if state.config.flip else 1)
+    return state.data.latents[:m], [state.data.prompts[i][0] for i in range(m)]
 
 
 @torch.no_grad()
@@ -104,21 +109,16 @@ def spearman(fidelity, scores) -> float:
 
 
 def plane(args, concept) -> dict:
-    shape, colour = concept
     backend, base = toy_setup(args.seed)
-    word = dict(zip(concept_words_list(), concept_word_vectors(backend)[:, 0]))
-    images = concept_tensor(concept, args.seed)
-    state = start_run(backend, base, images)
-    grid = [(a, b) for a in WEIGHTS for b in WEIGHTS]
-    vectors = torch.stack([a * word[colour] + b * word[shape] for a, b in grid])[:, None]
+    state = start_run(backend, base, concept_tensor(concept, args.seed))
+    grid, vectors = plane_vectors(backend, concept)
     recorded = json.loads((ROOT / f"benchmarks/results/v22_plane/c{args.concept}s{args.seed}.json").read_text())
     assert [(r["colour_weight"], r["shape_weight"]) for r in recorded["grid"]] == grid
     fidelity = [r["fidelity"] for r in recorded["grid"]]
     if args.criterion == "guided":
         scores = {f"guided s={s}": v for s, v in guided_losses(backend, state.data, vectors).items()}
     else:
-        m = images.shape[0]
-        lat, prompts = state.data.latents[:m], [state.data.prompts[i][0] for i in range(m)]
+        lat, prompts = captioned_images(state)
         t0s = [int(t) for t in args.t0.split(",")]
         scores = {f"sdedit t0={t0}": sdedit_errors(backend, lat, prompts, vectors, (t0,)) for t0 in t0s}
     rows = {}
@@ -136,16 +136,17 @@ def line(args, concept) -> dict:
     plain = start_run(backend, dataclasses.replace(base, auto_context=False), images)
     candidates, state = {}, None
     for es_seed in (args.seed, args.seed + 100, args.seed + 200):
-        run = run_generations(start_run(backend, dataclasses.replace(base, seed=es_seed), images), backend, 32)
+        start = start_run(backend, dataclasses.replace(base, seed=es_seed), images)
+        run = run_generations(start, backend, BUDGET // (base.popsize * base.samples_per_candidate))
         candidates[f"gfti seed {es_seed}"] = final_vectors(run, backend)[0]["clip_l"]
         state = state or run
-    grad = gradient_ti(backend, plain.data, plain.subspace.origin["clip_l"], steps=1024, batch=4, seed=args.seed)
+    grad = gradient_ti(backend, plain.data, plain.subspace.origin["clip_l"], steps=BUDGET // GRADIENT_BATCH,
+                       batch=GRADIENT_BATCH, seed=args.seed)
     for a in (0.25, 0.5, 0.75, 1.0, 1.5):  # 1.0 is gradient TI's vector
         candidates[f"line {a}"] = (1 - a) * candidates[f"gfti seed {args.seed}"] + a * grad
     candidates["init"] = state.subspace.origin["clip_l"]
     names, vectors = list(candidates), torch.stack(list(candidates.values()))
-    m = images.shape[0]
-    lat, prompts = state.data.latents[:m], [state.data.prompts[i][0] for i in range(m)]
+    lat, prompts = captioned_images(state)
     scores = {"loss": heldout_loss(backend, state.data, vectors, 256),
               "sdedit500": sdedit_errors(backend, lat, prompts, vectors, (500,)),
               "sdedit700": sdedit_errors(backend, lat, prompts, vectors, (700,))}
@@ -184,7 +185,8 @@ def sensitivity(args, concept) -> dict:
                     if n.endswith(("attn2.to_k", "attn2.to_v"))])
     gram_text = torch.einsum("ild,jld->ij", jac, jac)
     gram_kv = torch.einsum("ile,jle->ij", torch.einsum("ild,de->ile", jac, kv.T @ kv), jac)
-    grad = gradient_ti(backend, plain.data, e0[None], steps=1024, batch=4, seed=args.seed)[0]
+    grad = gradient_ti(backend, plain.data, e0[None], steps=BUDGET // GRADIENT_BATCH, batch=GRADIENT_BATCH,
+                       seed=args.seed)[0]
     move, table = grad - e0, backend.token_table("clip_l")
     vectors = {"init": e0, "gradient-ti": grad}
     for k in (16, 64):

@@ -43,6 +43,14 @@ def concept_word_vectors(backend) -> torch.Tensor:
     return torch.stack([table[backend.word_ids(w, "clip_l")[0]] for w in concept_words_list()])[:, None]
 
 
+def plane_vectors(backend, concept) -> tuple[list[tuple[float, float]], torch.Tensor]:
+    """The 4 × 4 grid of weights (a, b) and its vectors a·colour + b·shape of the concept's own words [16, 1, D]."""
+    shape, colour = concept
+    word = dict(zip(concept_words_list(), concept_word_vectors(backend)[:, 0]))
+    grid = [(a, b) for a in WEIGHTS for b in WEIGHTS]
+    return grid, torch.stack([a * word[colour] + b * word[shape] for a, b in grid])[:, None]
+
+
 def word_profile(backend, images: torch.Tensor, word_vectors: torch.Tensor) -> torch.Tensor:
     """Mean denoising loss of each word (as the prompt's only token) on `images`, centred over the words [W]."""
     latents = backend.encode_images(images.to(backend.device)).float().cpu()
@@ -61,12 +69,10 @@ def main() -> None:
     shape, colour = HELD_OUT_CONCEPTS[args.concept]
     backend, base = toy_setup(args.seed)
     names, word_vectors = concept_words_list(), concept_word_vectors(backend)
-    word = dict(zip(names, word_vectors[:, 0]))
     images = concept_tensor((shape, colour), args.seed)
     context = start_run(backend, base, images)
     plain = start_run(backend, dataclasses.replace(base, auto_context=False), images)
-    grid = [(a, b) for a in WEIGHTS for b in WEIGHTS]
-    vectors = torch.stack([a * word[colour] + b * word[shape] for a, b in grid])[:, None]
+    grid, vectors = plane_vectors(backend, (shape, colour))
     loss_context, loss_plain = heldout_loss(backend, context.data, vectors), heldout_loss(backend, plain.data, vectors)
     train_profile = word_profile(backend, images, word_vectors)
     rows = []

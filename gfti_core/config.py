@@ -152,6 +152,10 @@ def validate(cfg: InversionConfig) -> None:
         raise ConfigError(f"timestep_min={cfg.timestep_min} > timestep_max={cfg.timestep_max}; swap them")
     if cfg.init_sum == 1:
         raise ConfigError("init_sum=1 sums a one-word phrase; use 0 (the softmax mixture) or 2 or more words")
+    if cfg.init_sum and (cfg.num_vectors > 1 or cfg.init_mode != "denoise-attention"):
+        raise ConfigError(f"init_sum={cfg.init_sum} builds one vector from words the denoise-attention init scores; "
+                          "set num_vectors=1 and init_mode=denoise-attention, or init_sum=0 (with several vectors "
+                          "each vector already starts as one word of the phrase)")
     if cfg.init_mode == "file" and not cfg.init_file:
         raise ConfigError("init_mode='file' needs init_file (path of an embedding file)")
     if cfg.init_mode == "clip-attention" and not cfg.init_clip_model:

@@ -151,21 +151,21 @@ def denoise_attention_init(backend: Backend, tables, data: TrainingSet, cfg: Inv
     fine = score_words(evaluator, data, vecs2, n, 8 * cfg.init_samples, cfg, stream=2)
     mixed, keep, weights = softmax_mixture(fine, vecs2, cfg.init_temperature, cfg.init_top_k)
     order = torch.argsort(fine).tolist()
-    names = [words[int(short[i])] for i in keep]
+    names = [words[int(i)] for i in short]  # the short list's words, indexed like vecs2
     info = {"mode": "denoise-attention", "words_scored": len(words),
             "top": [{"word": w, "weight": round(float(p), 4), "loss": round(float(fine[i]), 6)}
-                    for w, p, i in zip(names, weights, keep)][:10],
-            "ranked_words": [words[int(short[i])] for i in order],  # the subspace's word rows
+                    for w, p, i in zip((names[i] for i in keep), weights, keep)][:10],
+            "ranked_words": [names[i] for i in order],  # the subspace's word rows
             "entropy_nats": round(entropy(weights), 4),
             "max_entropy_nats": round(math.log(len(keep)), 4)}
     log.info("denoise-attention init: %s (entropy %.3f nats)",
              ", ".join(f"{t['word']} {t['weight']:.2f}" for t in info["top"][:5]), info["entropy_nats"])
-    if n == 1 and cfg.init_sum >= 2:
-        return phrase_sum_init(evaluator, data, vecs2, [words[int(i)] for i in short], order, cfg, info)
+    if cfg.init_sum:  # config validation allows it with one vector only
+        return phrase_sum_init(evaluator, data, vecs2, names, order, cfg, info)
     if n == 1:
         return {enc: v[None].clone() for enc, v in mixed.items()}, info
     sequence = best_word_sequence(evaluator, data, vecs2, order, n, cfg)
-    info["sequence"] = [words[int(short[i])] for i in sequence]
+    info["sequence"] = [names[i] for i in sequence]
     log.info("denoise-attention init, one word per vector: %s", " ".join(info["sequence"]))
     return {enc: v[list(sequence)].clone() for enc, v in vecs2.items()}, info
 

@@ -217,6 +217,13 @@ def test_init_sum_of_one_word_is_refused():
         _cfg(init_sum=1)
 
 
+@pytest.mark.parametrize("other", [dict(num_vectors=2, init_mode="denoise-attention"), dict(init_mode="word")])
+def test_init_sum_where_it_would_be_ignored_is_refused(other):
+    """A phrase sum exists only for one denoise-attention vector; elsewhere the setting must not vanish silently."""
+    with pytest.raises(ConfigError, match="init_sum=2 builds one vector"):
+        _cfg(init_sum=2, **other)
+
+
 def test_more_vectors_than_init_words_repeats_the_best_words(tmp_path):
     backend = FakeBackend()
     words = tmp_path / "words.txt"
