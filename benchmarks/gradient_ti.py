@@ -18,16 +18,30 @@ from gfti_core.objective import TrainingSet, draw_samples
 
 
 def gradient_ti(backend: DiffusersBackend, data: TrainingSet, init: torch.Tensor, *, steps: int, batch: int = 4,
-                lr: float = 5e-3, t_range=(0, 999), seed: int = 0,
+                lr: float = 5e-3, t_range=(0, 999), seed: int = 0, basis: torch.Tensor | None = None,
                 on_step: Callable[[int, torch.Tensor, int, float], None] | None = None) -> torch.Tensor:
-    """init [N, D] → learned [N, D]. on_step(step, vector, forward_rows, seconds) after every step."""
+    """init [N, D] → learned [N, D]. on_step(step, vector, forward_rows, seconds) after every step.
+
+    basis [k, D] (optional) confines the search to init + span(basis), as GFTI's search is: Adam then runs on
+    the k coordinates of an orthonormal basis of that span, with lr scaled by √(D/k) so that a sign-like Adam
+    step moves the vector as far as a full-space step would (a diagnostic: is GFTI's subspace or its
+    optimiser what separates it from gradient TI?)."""
     pipe = backend.pipe
     te, tok, unet = pipe.text_encoder, pipe.tokenizer, pipe.unet
     for module in (te, unet, pipe.vae):
         module.requires_grad_(False)
     dev, dtype = backend.device, backend.dtype
-    vec = init.clone().to(dev, torch.float32).requires_grad_(True)
-    opt = torch.optim.AdamW([vec], lr=lr, weight_decay=1e-2)
+    origin = init.clone().to(dev, torch.float32)
+    if basis is None:
+        param = origin.clone().requires_grad_(True)
+        to_vector = lambda p: p  # noqa: E731
+    else:
+        q = torch.linalg.qr(basis.to(dev, torch.float32).T).Q.T  # [k, D], orthonormal rows
+        lr = lr * (origin.shape[-1] / q.shape[0]) ** 0.5
+        param = torch.zeros(origin.shape[0], q.shape[0], device=dev, requires_grad=True)
+        to_vector = lambda p: origin + p @ q  # noqa: E731
+    # Weight decay pulls a full-space vector towards 0 but subspace coordinates towards e0: off in a subspace.
+    opt = torch.optim.AdamW([param], lr=lr, weight_decay=1e-2 if basis is None else 0.0)
     # The cached latents and mask weights move to the device once, not once per step (as in GFTI's Evaluator).
     all_latents = data.latents.to(dev, dtype)
     all_weights = None if data.weights is None else data.weights.to(dev)
@@ -40,6 +54,7 @@ def gradient_ti(backend: DiffusersBackend, data: TrainingSet, init: torch.Tensor
                    for i, j in zip(draw.latent_idx.tolist(), draw.prompt_idx.tolist())]
         ids = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
                   return_tensors="pt").input_ids.to(dev)
+        vec = to_vector(param)
         with inject_vectors(te, ids, ph_id, vec[None].expand(batch, -1, -1).to(dtype)):
             cond = te(ids)[0]
         latents = all_latents[draw.latent_idx.to(dev)]
@@ -54,4 +69,4 @@ def gradient_ti(backend: DiffusersBackend, data: TrainingSet, init: torch.Tensor
         opt.step()
         if on_step:
             on_step(step, vec.detach().clone(), step * batch, time.perf_counter() - start)
-    return vec.detach()
+    return to_vector(param).detach()

@@ -93,7 +93,7 @@ def gfti_curve(backend, state, budget, concept, args):
     return points
 
 
-def gradient_curve(backend, data, init, budget, concept, args, seed):
+def gradient_curve(backend, data, init, budget, concept, args, seed, basis=None):
     points, steps_total = [], budget // args.grad_batch
     marks = {max(1, int(steps_total * f)) for f in FRACTIONS}
     rec = {}
@@ -103,7 +103,7 @@ def gradient_curve(backend, data, init, budget, concept, args, seed):
             rec[step] = (vec, rows, seconds)
 
     gradient_ti(backend, data, init, steps=steps_total, batch=args.grad_batch, lr=args.grad_lr, seed=seed,
-                on_step=on_step)
+                basis=basis, on_step=on_step)
     for step in sorted(rec):
         vec, rows, seconds = rec[step]
         points.append({"rows": rows, "seconds": round(seconds, 2), "norm": float(vec.norm(dim=-1).max()),
@@ -135,16 +135,20 @@ def parse_variant(name: str) -> tuple[dict, dict]:
     benchmark options).
 
     masks=1 passes the generator's foreground masks, as a user's alpha channel would; budget=N gives this row
-    its own forward-row budget (e.g. the rows GFTI fits into gradient TI's wall time)."""
+    its own forward-row budget (e.g. the rows GFTI fits into gradient TI's wall time); a gradient-ti
+    row starts from the variant's own start with space=start (full space) or space=gfti (confined to the
+    variant's GFTI search subspace), instead of the plain-caption init."""
     _, _, spec = name.partition(":")
     defaults = InversionConfig()
-    overrides, options = {}, {"masks": False, "budget": None}
+    overrides, options = {}, {"masks": False, "budget": None, "space": "full"}
     for item in filter(None, spec.split(",")):
         key, _, raw = item.partition("=")
         if key == "masks":
             options["masks"] = raw == "1"
         elif key == "budget":
             options["budget"] = int(raw)
+        elif key == "space":
+            options["space"] = raw
         else:
             kind = type(getattr(defaults, key))  # AttributeError names an unknown field
             overrides[key] = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
@@ -191,6 +195,10 @@ def run_concept(backend, tables, concept, seed, args):
             result.setdefault("variant_init_info", {})[name] = variant.init_info
             if name.startswith("gfti:"):
                 result[name] = gfti_curve(backend, variant, budget, concept, args)
+            elif options["space"] in ("start", "gfti"):  # from the variant's start, optionally in its subspace
+                basis = variant.subspace.bases["clip_l"] if options["space"] == "gfti" else None
+                result[name] = gradient_curve(backend, variant.data, variant.subspace.origin["clip_l"], budget,
+                                              concept, args, seed, basis=basis)
             else:  # gradient TI on the same training set (captions, mask weights) from the same init
                 result[name] = gradient_curve(backend, variant.data, init["clip_l"], budget, concept, args, seed)
             result.setdefault("variant_context", {})[name] = variant.init_info.get("context")
