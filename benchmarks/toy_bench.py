@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from gfti_core.backends.diffusers_backend import DiffusersBackend  # noqa: E402
 from gfti_core.config import InversionConfig  # noqa: E402
-from gfti_core.engine import final_vectors, run_generations, start_run  # noqa: E402
+from gfti_core.engine import build_training_set, final_vectors, run_generations, start_run  # noqa: E402
 from gfti_core.optim import OptimizerSpec  # noqa: E402
 from gfti_core.subspace import Subspace  # noqa: E402
 from gradient_ti import gradient_ti  # noqa: E402
@@ -135,20 +135,21 @@ def parse_variant(name: str) -> tuple[dict, dict]:
     benchmark options).
 
     masks=1 passes the generator's foreground masks, as a user's alpha channel would; budget=N gives this row
-    its own forward-row budget (e.g. the rows GFTI fits into gradient TI's wall time); a gradient-ti
+    its own forward-row budget (e.g. the rows GFTI fits into gradient TI's wall time); captions=plain keeps
+    the variant's start (e.g. scored on auto-context captions) but trains on the plain captions; a gradient-ti
     row starts from the variant's own start with space=start (full space) or space=gfti (confined to the
     variant's GFTI search subspace), instead of the plain-caption init."""
     _, _, spec = name.partition(":")
     defaults = InversionConfig()
-    overrides, options = {}, {"masks": False, "budget": None, "space": "full"}
+    overrides, options = {}, {"masks": False, "budget": None, "space": "full", "captions": "own"}
     for item in filter(None, spec.split(",")):
         key, _, raw = item.partition("=")
         if key == "masks":
             options["masks"] = raw == "1"
         elif key == "budget":
             options["budget"] = int(raw)
-        elif key == "space":
-            options["space"] = raw
+        elif key in ("space", "captions"):
+            options[key] = raw
         else:
             kind = type(getattr(defaults, key))  # AttributeError names an unknown field
             overrides[key] = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
@@ -190,6 +191,9 @@ def run_concept(backend, tables, concept, seed, args):
             masks = concept_mask_tensor(concept, seed) if options["masks"] else None
             budget = options["budget"] or args.budget
             variant = start_run(backend, dataclasses.replace(base, **overrides), images, masks=masks)
+            if options["captions"] == "plain":  # the variant's start, trained on plain (no-context) prompts
+                plain_data = build_training_set(backend, images, None, variant.config, masks)
+                variant = dataclasses.replace(variant, data=plain_data)
             result.setdefault("variant_init", {})[name] = measure(backend, variant.subspace.origin, concept,
                                                                   args.images, args.eval_seed)
             result.setdefault("variant_init_info", {})[name] = variant.init_info
