@@ -49,7 +49,9 @@ def test_variant_names_parse_into_typed_overrides():
     bench = _module("toy_bench")
     overrides, options = bench.parse_variant("gfti:subspace_scale=8,auto_context=0,masks=1,budget=12288")
     assert overrides == {"subspace_scale": 8.0, "auto_context": False}
-    assert options == {"masks": True, "budget": 12288}
+    assert options == {"masks": True, "budget": 12288, "space": "full", "captions": "own"}
+    _, options = bench.parse_variant("gradient-ti:space=gfti,captions=plain")
+    assert (options["space"], options["captions"]) == ("gfti", "plain")
     with pytest.raises(AttributeError):
         bench.parse_variant("gfti:no_such_field=1")
 
@@ -73,6 +75,28 @@ def test_gradient_ti_moves_only_the_placeholder_vector(tiny_sd1):
     assert (learned - init).abs().max() > 1e-4
     for model, weights in zip(models, before):
         assert all(torch.equal(p, weights[n]) for n, p in model.named_parameters())
+
+
+def test_gradient_ti_in_a_subspace_moves_only_inside_it(tiny_sd1):
+    """space=gfti measures gradient TI on GFTI's terms: the learned vector is the start plus a combination of
+    the basis rows, and nothing outside their span (checked against the orthogonal complement)."""
+    import torch
+
+    from gfti_core.backends.diffusers_backend import DiffusersBackend
+    from gfti_core.objective import TrainingSet
+    from gfti_core.tiny import tiny_images
+
+    backend = DiffusersBackend(tiny_sd1)
+    data = TrainingSet(backend.encode_images(tiny_images(2)), [["a photo of <*>"]] * 2)
+    width = backend.encoders[0].width
+    gen = torch.Generator().manual_seed(0)
+    init, basis = torch.randn(1, width, generator=gen) * 0.3, torch.randn(3, width, generator=gen)
+    learned = _module("gradient_ti").gradient_ti(backend, data, init, steps=2, batch=2, lr=1e-2, basis=basis)
+    move = learned - init
+    q = torch.linalg.qr(basis.T).Q  # [D, 3]
+    outside = move - (move @ q) @ q.T
+    assert move.norm() > 1e-4
+    assert outside.norm() < 1e-5 * max(1.0, move.norm().item())
 
 
 def test_guided_loss_at_scale_one_is_the_engine_loss_and_grows_with_guidance(tiny_sd1):
