@@ -1,0 +1,64 @@
+"""Where does a GFTI token lose its colour: in the vector, or in the prompt? A diagnostic, not a benchmark row.
+
+GFTI trains on auto-context captions ("a photo of <tok> on a black background"); the benchmark's fidelity prompt
+names no background ("a photo of <tok>"). For one concept and seed this runs GFTI's defaults (4096 rows) and
+classifies 16 images of the learned token under the fidelity prompt and under the same prompt with a background
+named: the training images' backgrounds and green (the editability prompt's). If the token draws the concept
+whenever a background is named and fails only on the bare prompt, what is missing is in the prompt the token
+is tested with, not in what the search found.
+
+    python benchmarks/named_context.py --concept 2 --seed 0 --out benchmarks/results/v25_named/c2s0.json
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+from diagnostics import concept_args, toy_setup  # diagnostics puts the repository on sys.path
+from toy_bench import concept_tensor
+from gfti_core.engine import final_vectors, run_generations, start_run
+
+log = logging.getLogger("named_context")
+SUFFIXES = ("", " on a black background", " on a gray background", " on a navy background",
+            " on a green background")
+
+
+def classified(backend, vectors, prompt: str, concept, images: int, seed: int) -> dict:
+    """Share of images with the concept's shape and colour, and what was drawn instead."""
+    from toyworld.classifier import predict
+
+    shape, colour = concept
+    pred = predict(backend.generate(prompt, vectors, num_images=images, seed=seed, steps=20, guidance=4.0))
+    right = sum(s == shape and c == colour for s, c in zip(pred["shape"], pred["colour"]))
+    return {"prompt": prompt, "fidelity": right / images,
+            **{key: dict(Counter(pred[key]).most_common(3)) for key in ("colour", "shape", "background")}}
+
+
+def main() -> None:
+    def options(p):
+        p.add_argument("--budget", type=int, default=4096)
+        p.add_argument("--images", type=int, default=16)
+        p.add_argument("--eval-seed", type=int, default=1234, help="the benchmark's evaluation seed")
+
+    args = concept_args(options)
+    from toyworld.concepts import HELD_OUT_CONCEPTS, concept_words
+
+    concept = HELD_OUT_CONCEPTS[args.concept]
+    backend, cfg = toy_setup(args.seed)
+    state = start_run(backend, cfg, concept_tensor(concept, args.seed))
+    state = run_generations(state, backend, args.budget // (cfg.popsize * cfg.samples_per_candidate))
+    vectors, _ = final_vectors(state, backend)
+    rows = [classified(backend, vectors, f"a photo of <*>{suffix}", concept, args.images, args.eval_seed)
+            for suffix in SUFFIXES]
+    for row in rows:
+        log.info("%s", row)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"concept": concept_words(concept), "seed": args.seed,
+                               "context": state.init_info.get("context"), "prompts": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
