@@ -5,7 +5,8 @@ names no background ("a photo of <tok>"). For one concept and seed this runs GFT
 classifies 16 images of the learned token under the fidelity prompt and under the same prompt with a background
 named: the training images' backgrounds and green (the editability prompt's). If the token draws the concept
 whenever a background is named and fails only on the bare prompt, what is missing is in the prompt the token
-is tested with, not in what the search found.
+is tested with, not in what the search found. `--method gradient-ti` measures the benchmark's gradient TI row
+(plain captions, from the plain-caption start, same rows) the same way.
 
     python benchmarks/named_context.py --concept 2 --seed 0 --out benchmarks/results/v25_named/c2s0.json
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 from diagnostics import concept_args, toy_setup  # diagnostics puts the repository on sys.path
 from toy_bench import concept_tensor
 from gfti_core.engine import final_vectors, run_generations, start_run
+from gradient_ti import gradient_ti
 
 log = logging.getLogger("named_context")
 SUFFIXES = ("", " on a black background", " on a gray background", " on a navy background",
@@ -41,22 +43,27 @@ def main() -> None:
         p.add_argument("--budget", type=int, default=4096)
         p.add_argument("--images", type=int, default=16)
         p.add_argument("--eval-seed", type=int, default=1234, help="the benchmark's evaluation seed")
+        p.add_argument("--method", choices=("gfti", "gradient-ti"), default="gfti")
 
     args = concept_args(options)
     from toyworld.concepts import HELD_OUT_CONCEPTS, concept_words
 
     concept = HELD_OUT_CONCEPTS[args.concept]
-    backend, cfg = toy_setup(args.seed)
+    backend, cfg = toy_setup(args.seed, auto_context=args.method == "gfti")
     state = start_run(backend, cfg, concept_tensor(concept, args.seed))
-    state = run_generations(state, backend, args.budget // (cfg.popsize * cfg.samples_per_candidate))
-    vectors, _ = final_vectors(state, backend)
+    if args.method == "gfti":
+        state = run_generations(state, backend, args.budget // (cfg.popsize * cfg.samples_per_candidate))
+        vectors, _ = final_vectors(state, backend)
+    else:  # toy_bench's gradient-ti row: plain captions, the plain-caption start, batch 4
+        vectors = {"clip_l": gradient_ti(backend, state.data, state.subspace.origin["clip_l"],
+                                         steps=args.budget // 4, batch=4, seed=args.seed)}
     rows = [classified(backend, vectors, f"a photo of <*>{suffix}", concept, args.images, args.eval_seed)
             for suffix in SUFFIXES]
     for row in rows:
         log.info("%s", row)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"concept": concept_words(concept), "seed": args.seed,
+    out.write_text(json.dumps({"concept": concept_words(concept), "seed": args.seed, "method": args.method,
                                "context": state.init_info.get("context"), "prompts": rows}, indent=1))
 
 
