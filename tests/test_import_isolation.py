@@ -1,5 +1,4 @@
 """gfti_core must never import a host: it is imported here with every host module made unimportable."""
-import pkgutil
 import subprocess
 import sys
 from pathlib import Path

@@ -142,7 +142,6 @@ def test_server_lists_nodes_and_serves_the_script(server):
 def test_queue_train_save_over_http(server):
     url, home = server
     prompt_id, messages = _run(url, _prompt(url, generations=2))
-    kinds = [m[0] for m in messages]
     loss = [d for k, d in messages if k == "gfti.loss"]
     assert [d["generation"] for d in loss if "generation" in d] == [1, 2] and loss[0]["node"] == "4"
     assert [d["value"] for k, d in messages if k == "progress" and d["node"] == "4"] == [1, 2]

@@ -8,7 +8,6 @@ import runpy
 import sys
 from pathlib import Path
 
-import pytest
 
 from PIL import Image
 
