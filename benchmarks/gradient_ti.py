@@ -68,5 +68,6 @@ def gradient_ti(backend: DiffusersBackend, data: TrainingSet, init: torch.Tensor
         loss.backward()
         opt.step()
         if on_step:
-            on_step(step, vec.detach().clone(), step * batch, time.perf_counter() - start)
+            # after opt.step: the updated vector (in a subspace `vec` is the pre-step product, not the parameter)
+            on_step(step, to_vector(param).detach().clone(), step * batch, time.perf_counter() - start)
     return to_vector(param).detach()

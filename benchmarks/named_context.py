@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from diagnostics import concept_args, toy_setup  # diagnostics puts the repository on sys.path
-from toy_bench import concept_tensor
+from toy_bench import classify, concept_tensor
 from gfti_core.engine import final_vectors, run_generations, start_run
 from gradient_ti import gradient_ti
 
@@ -29,10 +29,8 @@ SUFFIXES = ("", " on a black background", " on a gray background", " on a navy b
 
 def classified(backend, vectors, prompt: str, concept, images: int, seed: int) -> dict:
     """Share of images with the concept's shape and colour, and what was drawn instead."""
-    from toyworld.classifier import predict
-
     shape, colour = concept
-    pred = predict(backend.generate(prompt, vectors, num_images=images, seed=seed, steps=20, guidance=4.0))
+    pred = classify(backend, prompt, vectors, images, seed)
     right = sum(s == shape and c == colour for s, c in zip(pred["shape"], pred["colour"]))
     return {"prompt": prompt, "fidelity": right / images,
             **{key: dict(Counter(pred[key]).most_common(3)) for key in ("colour", "shape", "background")}}

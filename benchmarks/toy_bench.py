@@ -54,18 +54,22 @@ def concept_tensor(concept, seed):
     return torch.stack([torch.from_numpy(np.asarray(i, dtype="float32") / 255).permute(2, 0, 1) for i in imgs])
 
 
+def classify(backend, prompt, vectors, n, seed) -> dict:
+    """Generate n images of `prompt` (the benchmark's sampler: 20 DDIM steps, guidance 4) and classify them:
+    {"shape": [...], "colour": [...], "background": [...]}. vectors None: the prompt's own words."""
+    from toyworld.classifier import predict
+
+    return predict(backend.generate(prompt, vectors, num_images=n, seed=seed, steps=20, guidance=4.0))
+
+
 def measure(backend, vectors, concept, n, seed, words=None):
     """→ {fidelity, editability, colour, shape} for vectors {enc: [N, D]} (or the concept's true words when
     `words` is set). colour/shape: the share of the fidelity prompt's images with just that attribute right."""
-    from toyworld.classifier import predict
-
     shape, colour = concept
     subject = words if words else "<*>"
     out = {}
     for key, suffix in (("fidelity", ""), ("editability", " on a green background")):
-        imgs = backend.generate(f"a photo of {subject}{suffix}", None if words else vectors, num_images=n,
-                                seed=seed, steps=20, guidance=4.0)
-        pred = predict(imgs)
+        pred = classify(backend, f"a photo of {subject}{suffix}", None if words else vectors, n, seed)
         ok = [s == shape and c == colour and (key == "fidelity" or b == "green")
               for s, c, b in zip(pred["shape"], pred["colour"], pred["background"])]
         out[key] = sum(ok) / n
@@ -149,6 +153,9 @@ def parse_variant(name: str) -> tuple[dict, dict]:
         elif key == "budget":
             options["budget"] = int(raw)
         elif key in ("space", "captions"):
+            allowed = {"space": ("full", "start", "gfti"), "captions": ("own", "plain")}[key]
+            if raw not in allowed:  # a typo must not silently measure the default row under another name
+                raise ValueError(f"{key}={raw!r} in {name!r}: use one of {allowed}")
             options[key] = raw
         else:
             kind = type(getattr(defaults, key))  # AttributeError names an unknown field

@@ -52,6 +52,8 @@ def test_variant_names_parse_into_typed_overrides():
     assert options == {"masks": True, "budget": 12288, "space": "full", "captions": "own"}
     _, options = bench.parse_variant("gradient-ti:space=gfti,captions=plain")
     assert (options["space"], options["captions"]) == ("gfti", "plain")
+    with pytest.raises(ValueError, match="space='gfit'"):
+        bench.parse_variant("gradient-ti:space=gfit")
     with pytest.raises(AttributeError):
         bench.parse_variant("gfti:no_such_field=1")
 
@@ -91,7 +93,10 @@ def test_gradient_ti_in_a_subspace_moves_only_inside_it(tiny_sd1):
     width = backend.encoders[0].width
     gen = torch.Generator().manual_seed(0)
     init, basis = torch.randn(1, width, generator=gen) * 0.3, torch.randn(3, width, generator=gen)
-    learned = _module("gradient_ti").gradient_ti(backend, data, init, steps=2, batch=2, lr=1e-2, basis=basis)
+    recorded = []
+    learned = _module("gradient_ti").gradient_ti(backend, data, init, steps=2, batch=2, lr=1e-2, basis=basis,
+                                                 on_step=lambda step, vec, rows, s: recorded.append(vec))
+    assert torch.equal(recorded[-1], learned)  # the curve's last point is the vector returned, after the step
     move = learned - init
     q = torch.linalg.qr(basis.T).Q  # [D, 3]
     outside = move - (move @ q) @ q.T
