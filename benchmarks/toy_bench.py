@@ -92,6 +92,7 @@ def gfti_curve(backend, state, budget, concept, args):
         seconds += time.perf_counter() - t0
         points.append({"rows": state.forward_rows, "seconds": round(seconds, 2),
                        "holdout_loss": report["holdout_loss"][report["chosen"]],
+                       **{k: report[k] for k in ("polish", "polish_rows") if k in report},
                        "norm": float(vectors["clip_l"].norm(dim=-1).max()),
                        **measure(backend, vectors, concept, args.images, args.eval_seed)})
     return points

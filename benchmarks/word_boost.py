@@ -7,19 +7,21 @@ that looks at what the token *draws* can: after the defaults' search (4096 rows)
 vector v and v + a·w for the two words that best describe the training images (the diffusion model as a
 zero-shot classifier over the init's ranked words, `restart_choice.per_image_profiles`) and a in --scales; each is
 scored by restart_choice's per-image profile criteria on 8 generated images and by the benchmark's fidelity
-(32 images). It reports the fidelity of v, of each criterion's pick, and of the best candidate.
+(32 images) and by the held-out loss (256 fixed draws) on GFTI's auto-context captions and on plain ones. It
+reports the fidelity of v, of each criterion's pick, and of the best candidate.
 
     python benchmarks/word_boost.py --concept 2 --seed 1 --out benchmarks/results/v26_boost/c2s1.json
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
 
 import torch
 
-from diagnostics import concept_args, toy_setup  # diagnostics puts the repository on sys.path
+from diagnostics import concept_args, heldout_loss, toy_setup  # diagnostics puts the repository on sys.path
 from restart_choice import PROFILE_IMAGES, PROFILE_WORDS, criteria, per_image_profiles
 from toy_bench import concept_tensor, measure
 from gfti_core.engine import final_vectors, run_generations, start_run
@@ -39,6 +41,7 @@ def main() -> None:
     backend, cfg = toy_setup(args.seed)
     images = concept_tensor(concept, args.seed)
     state = start_run(backend, cfg, images)
+    plain = start_run(backend, dataclasses.replace(cfg, auto_context=False), images).data
     words = state.init_info["ranked_words"][:PROFILE_WORDS]
     table = backend.token_table("clip_l")
     word_vectors = torch.stack([table[backend.word_ids(w, "clip_l")[0]] for w in words])[:, None]
@@ -50,15 +53,19 @@ def main() -> None:
     for i in top2:
         for a in (float(s) for s in args.scales.split(",")):
             candidates[f"+{a:g} {words[i]}"] = learned + a * word_vectors[i]
+    stacked = torch.stack(list(candidates.values()))
+    losses = zip(heldout_loss(backend, state.data, stacked), heldout_loss(backend, plain, stacked))
     rows = []
-    for name, vec in candidates.items():
+    for (name, vec), (loss_context, loss_plain) in zip(candidates.items(), losses):
         made = backend.generate("a photo of <*>", {"clip_l": vec}, num_images=PROFILE_IMAGES, seed=555, steps=20,
                                 guidance=4.0)
-        rows.append({"candidate": name, **criteria(train, per_image_profiles(backend, made, word_vectors)),
+        rows.append({"candidate": name, "loss_context": round(loss_context, 5), "loss_plain": round(loss_plain, 5),
+                     **criteria(train, per_image_profiles(backend, made, word_vectors)),
                      **measure(backend, {"clip_l": vec}, concept, 32, 1234)})
         log.info("%s", rows[-1])
     picks = {name: max(rows, key=lambda r: sign * r[name])
-             for name, sign in (("image_l1", -1), ("mean_l1", -1), ("top2", 1))}
+             for name, sign in (("image_l1", -1), ("mean_l1", -1), ("top2", 1), ("loss_context", -1),
+                                ("loss_plain", -1))}
     result = {"concept": f"{concept[1]} {concept[0]}", "seed": args.seed,
               "train_top2": [words[i] for i in top2], "learned": rows[0]["fidelity"],
               "best": max(r["fidelity"] for r in rows),

@@ -101,6 +101,10 @@ class InversionConfig:
     tail_average: float = _opt(0.5, "share of the last generations whose search means are averaged into a "
                                "'tail-mean' final candidate (0 = off; docs/engine.md point 11)", lo=0.0, hi=1.0,
                                group="search")
+    polish_samples: int = _opt(0, "word polish: after the search, also try 0.5, 1 and 2 more of each word the "
+                               "search composes (subspace_words) and keep the change only if it lowers the loss on "
+                               "this many fixed draws (0 = off; docs/engine.md point 15)", lo=0, hi=4096,
+                               group="search")
     holdout_samples: int = _opt(32, "fixed draws used to pick the final vector (best-ever, mean or tail mean)", lo=1,
                                 hi=4096, group="train")
     seed: int = _opt(0, "seed for every random draw of the run", lo=0, hi=2**31 - 1, group="train")

@@ -22,6 +22,7 @@ from .context import auto_context
 from .init_vectors import initial_vectors, ranked_word_vectors
 from .objective import Cancelled, Evaluator, TrainingSet, draw_samples, generation_generator
 from .optim import Optimizer, OptimizerSpec, replay, sanitize_fitness
+from .polish import polish
 from .subspace import Subspace, build_subspace
 from .templates import prompts_for_images
 
@@ -219,7 +220,8 @@ def _one_generation(state: RunState, opt: Optimizer, evaluator: Evaluator) -> Ru
 def final_vectors(state: RunState, backend: Backend) -> tuple[dict[str, torch.Tensor], dict]:
     """Choose between the optimiser's mean, its tail average and the best-ever vectors by re-scoring them on a
     fixed held-out draw (the best-ever was measured on one lucky draw; the mean is what the search converged
-    to; the tail average is the mean's path averaged over the run's last generations, docs/engine.md point 11)."""
+    to; the tail average is the mean's path averaged over the run's last generations, docs/engine.md point 11),
+    then, with `polish_samples`, the word polish (`polish.py`)."""
     candidates = {n: {k: v[0] for k, v in state.subspace.decode(torch.as_tensor(c[None])).items()}
                   for n, c in search_means(state).items()}
     candidates.update({"best-ever": state.best_vectors, "init": state.subspace.origin})
@@ -232,7 +234,8 @@ def final_vectors(state: RunState, backend: Backend) -> tuple[dict[str, torch.Te
         losses = Evaluator(backend, state.data, state.config.batch_rows).population_loss(stacked, draw)
     pick = names[int(torch.argmin(losses[:-1]))]  # never silently return the init
     report = {"chosen": pick, "holdout_loss": {n: round(float(l), 6) for n, l in zip(names, losses)}}
-    return {k: v.clone() for k, v in candidates[pick].items()}, report
+    vectors, polished = polish(backend, state, {k: v.clone() for k, v in candidates[pick].items()})
+    return vectors, {**report, **polished}
 
 
 def search_means(state: RunState) -> dict[str, np.ndarray]:

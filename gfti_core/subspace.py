@@ -44,11 +44,11 @@ class Subspace:
             block = z[:, offset:offset + n * k].reshape(z.shape[0], n, k)
             offset += n * k
             vectors = self.origin[name].unsqueeze(0) + block @ basis
-            out[name] = _cap_norm(vectors, self.max_norm.get(name))
+            out[name] = cap_norm(vectors, self.max_norm.get(name))
         return out
 
 
-def _cap_norm(vectors: torch.Tensor, cap: float | None) -> torch.Tensor:
+def cap_norm(vectors: torch.Tensor, cap: float | None) -> torch.Tensor:
     if not cap:
         return vectors
     norms = vectors.norm(dim=-1, keepdim=True).clamp_min(1e-12)
