@@ -123,3 +123,17 @@ def test_guided_loss_at_scale_one_is_the_engine_loss_and_grows_with_guidance(tin
     assert guided[4] != pytest.approx(guided[1], rel=1e-3)
     errors = criteria.sdedit_errors(backend, data.latents, data.prompts[0] * 2, vectors, t0s=(500,), steps=4)
     assert len(errors) == 2 and all(e == e and e >= 0 for e in errors)
+
+
+def test_restart_choice_criteria_score_each_generated_image_against_the_training_profile():
+    """Profiles are losses per word (lower = the word explains the image better). Two generated images: one with
+    the training images' profile, one with the two best words swapped for two others."""
+    import torch
+
+    criteria = _module("restart_choice").criteria
+    train = torch.tensor([[-2.0, -1.0, 1.0, 2.0], [-2.0, -1.0, 1.0, 2.0]])
+    made = torch.tensor([[-2.0, -1.0, 1.0, 2.0], [2.0, 1.0, -1.0, -2.0]])
+    scores = criteria(train, made)
+    assert scores["top2"] == 0.5  # only the first image's two best words are the training images' two
+    assert scores["image_l1"] == pytest.approx((0 + 12) / 2)  # per-image L1 to the mean training profile
+    assert scores["mean_l1"] == pytest.approx(6.0)  # averaged first: a flat profile, half the per-image sum
