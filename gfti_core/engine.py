@@ -238,6 +238,12 @@ def final_vectors(state: RunState, backend: Backend) -> tuple[dict[str, torch.Te
     return vectors, {**report, **polished}
 
 
+def describe_choice(report: dict) -> str:
+    """The final vector in words, for UIs and file metadata: "tail-mean", or "tail-mean, +0.5 cyan (word polish)"."""
+    polished = report.get("polish")
+    return report["chosen"] + (f", {polished} (word polish)" if polished and polished != "unpolished" else "")
+
+
 def search_means(state: RunState) -> dict[str, np.ndarray]:
     """The search's final points in coefficient space: the optimiser's mean and, unless `tail_average` is 0,
     the mean of its means over that last share of generations (one replay yields both).

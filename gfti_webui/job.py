@@ -18,7 +18,8 @@ from gfti_core.backend import PLACEHOLDER, Backend
 from gfti_core.chart import image_grid, render_loss_chart
 from gfti_core.config import InversionConfig
 from gfti_core.errors import GFTIError, OutputExistsError
-from gfti_core.engine import GenerationReport, RunState, final_vectors, run_generations, start_run
+from gfti_core.engine import (GenerationReport, RunState, describe_choice, final_vectors, run_generations,
+                              start_run)
 from gfti_core.formats import FORMAT_SUFFIXES, FORMATS, Embedding, write_embedding
 from gfti_core.images import load_image_folder
 from gfti_core.init_vectors import describe_start
@@ -132,7 +133,7 @@ def metadata(state: RunState, report: dict, interrupted: bool) -> dict[str, str]
     meta = {"gfti.steps": state.generation, "gfti.evaluations": state.forward_rows,
             "gfti.best_loss": f"{state.best_loss:.6g}", "gfti.seed": state.config.seed,
             "gfti.model_name": state.model_name, "gfti.config": state.config.to_json(),
-            "gfti.init": str(state.init_info.get("mode")), "gfti.final": report["chosen"],
+            "gfti.init": str(state.init_info.get("mode")), "gfti.final": describe_choice(report),
             "gfti.host": "webui", "gfti.interrupted": str(interrupted).lower()}
     return {k: str(v) for k, v in meta.items()}
 
@@ -162,7 +163,7 @@ def _message(path: Path, state: RunState, report: dict, warnings: list[str], int
     head = "Interrupted; saved the best so far" if interrupted else "Saved"
     lines = [f"{head}: <code>{html.escape(str(path))}</code> — use <b>{html.escape(state.config.token)}</b> "
              f"in prompts.", f"{state.generation} generations, {state.forward_rows} denoiser rows; final vector: "
-             f"{html.escape(report['chosen'])} (held-out loss {report['holdout_loss']})."]
+             f"{html.escape(describe_choice(report))} (held-out loss {report['holdout_loss']})."]
     lines += [html.escape(line) for line in describe_start(state.init_info)]
     lines += [f"note: {html.escape(w)}" for w in warnings]
     return "<br>".join(lines)

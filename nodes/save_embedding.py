@@ -2,7 +2,7 @@
 held-out draw) and write it into ComfyUI's embeddings folder, usable at once as `embedding:<name>` in any prompt."""
 from __future__ import annotations
 
-from ..gfti_core.engine import final_vectors
+from ..gfti_core.engine import describe_choice, final_vectors
 from ..gfti_core.errors import EmbeddingFileError, GFTIError, OutputExistsError
 from ..gfti_core.formats import FORMAT_SUFFIXES, FORMATS, Embedding, read_embedding, write_embedding
 from ..gfti_core.safe_io import display_path, resolve_inside
@@ -45,7 +45,8 @@ class GFTISaveEmbedding:
         emb = Embedding(vectors, state.config.token, _metadata(inversion, choice))
         write_embedding(path, emb, fmt, overwrite=_may_overwrite(path, overwrite, inversion.run_id))
         word = f"embedding:{stem}"
-        return {"ui": {"text": [f"{word}  ({choice['chosen']}, generation {state.generation})"]}, "result": (word,)}
+        return {"ui": {"text": [f"{word}  ({describe_choice(choice)}, generation {state.generation})"]},
+                "result": (word,)}
 
 
 def _format(choice: str, family: str) -> str:
@@ -82,5 +83,5 @@ def _metadata(inversion, choice: dict) -> dict[str, str]:
     return {k: str(v) for k, v in {
         "gfti.steps": s.generation, "gfti.evaluations": s.forward_rows, "gfti.best_loss": f"{s.best_loss:.6g}",
         "gfti.seed": s.config.seed, "gfti.model_name": s.model_name, "gfti.config": s.config.to_json(),
-        "gfti.init": s.init_info.get("mode"), "gfti.final": choice["chosen"], "gfti.run_id": inversion.run_id,
+        "gfti.init": s.init_info.get("mode"), "gfti.final": describe_choice(choice), "gfti.run_id": inversion.run_id,
         "gfti.host": "comfyui"}.items()}

@@ -62,3 +62,11 @@ def test_polish_off_or_without_word_coordinates_changes_nothing(tmp_path):
     no_words = dataclasses.replace(state, config=dataclasses.replace(state.config, polish_samples=64),
                                    init_info={k: v for k, v in state.init_info.items() if k != "subspace_words"})
     assert "polish" not in final_vectors(no_words, backend)[1]
+
+
+def test_the_choice_is_described_with_the_polish_only_when_it_moved_the_vector():
+    from gfti_core.engine import describe_choice
+
+    assert describe_choice({"chosen": "tail-mean"}) == "tail-mean"
+    assert describe_choice({"chosen": "mean", "polish": "unpolished"}) == "mean"
+    assert describe_choice({"chosen": "mean", "polish": "+0.5 cyan"}) == "mean, +0.5 cyan (word polish)"
