@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
+from pathlib import Path
 
 import torch
 
@@ -44,3 +46,11 @@ def heldout_loss(backend, data, vectors: torch.Tensor, samples: int = 256) -> li
     draw = draw_samples(data, samples, (0, 999), generation_generator(4321, 0, stream=7))
     with torch.no_grad():
         return [round(float(v), 6) for v in Evaluator(backend, data, 0).population_loss({"clip_l": vectors}, draw)]
+
+
+def save_result(out: str, result: dict, bulky: str) -> None:
+    """Log the result without its bulky per-point list (key `bulky`) and write all of it as JSON to `out`."""
+    log = logging.getLogger("diagnostics")
+    log.info("%s", {k: v for k, v in result.items() if k != bulky})
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=1))

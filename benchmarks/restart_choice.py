@@ -23,13 +23,11 @@ each criterion (and the held-out loss) would keep.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-from pathlib import Path
 
 import torch
 
-from diagnostics import concept_args, toy_setup  # diagnostics puts the repository on sys.path
+from diagnostics import concept_args, save_result, toy_setup  # diagnostics puts the repository on sys.path
 from toy_bench import concept_tensor, measure
 from gfti_core.engine import final_vectors, run_generations, start_run
 from gfti_core.objective import Draw, Evaluator, TrainingSet, generation_generator
@@ -57,6 +55,12 @@ def per_image_profiles(backend, images: torch.Tensor, word_vectors: torch.Tensor
     return loss - loss.mean(1, keepdim=True)
 
 
+def word_vectors_of(backend, words: list[str]) -> torch.Tensor:
+    """The words' token vectors as single-vector candidates [W, 1, D] (each word must be one token)."""
+    table = backend.token_table("clip_l")
+    return torch.stack([table[backend.word_ids(w, "clip_l")[0]] for w in words])[:, None]
+
+
 def criteria(train: torch.Tensor, made: torch.Tensor) -> dict:
     """Lower image_l1 / mean_l1 and higher top2 = the generated images look like the training images."""
     ref = train.mean(0)
@@ -82,8 +86,7 @@ def main() -> None:
         state = start_run(backend, dataclasses.replace(base, seed=es_seed), images)
         if train is None:
             words = state.init_info["ranked_words"][:PROFILE_WORDS]
-            table = backend.token_table("clip_l")
-            word_vectors = torch.stack([table[backend.word_ids(w, "clip_l")[0]] for w in words])[:, None]
+            word_vectors = word_vectors_of(backend, words)
             train = per_image_profiles(backend, images, word_vectors)
         state = run_generations(state, backend, args.budget // (base.popsize * base.samples_per_candidate))
         vectors, report = final_vectors(state, backend)
@@ -99,9 +102,7 @@ def main() -> None:
               "train_top2": [words[i] for i in train.mean(0).argsort()[:2].tolist()],
               "fidelity_of_pick": picks, "best": max(r["fidelity"] for r in rows),
               "first": rows[0]["fidelity"], "runs": rows}
-    log.info("%s", {k: v for k, v in result.items() if k != "runs"})
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    save_result(args.out, result, "runs")
 
 
 if __name__ == "__main__":

@@ -15,14 +15,12 @@ reports the fidelity of v, of each criterion's pick, and of the best candidate.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-from pathlib import Path
 
 import torch
 
-from diagnostics import concept_args, heldout_loss, toy_setup  # diagnostics puts the repository on sys.path
-from restart_choice import PROFILE_IMAGES, PROFILE_WORDS, criteria, per_image_profiles
+from diagnostics import concept_args, heldout_loss, save_result, toy_setup  # diagnostics puts the repository on sys.path
+from restart_choice import PROFILE_IMAGES, PROFILE_WORDS, criteria, per_image_profiles, word_vectors_of
 from toy_bench import concept_tensor, measure
 from gfti_core.engine import final_vectors, run_generations, start_run
 
@@ -43,8 +41,7 @@ def main() -> None:
     state = start_run(backend, cfg, images)
     plain = start_run(backend, dataclasses.replace(cfg, auto_context=False), images).data
     words = state.init_info["ranked_words"][:PROFILE_WORDS]
-    table = backend.token_table("clip_l")
-    word_vectors = torch.stack([table[backend.word_ids(w, "clip_l")[0]] for w in words])[:, None]
+    word_vectors = word_vectors_of(backend, words)
     train = per_image_profiles(backend, images, word_vectors)
     top2 = train.mean(0).argsort()[:2].tolist()
     state = run_generations(state, backend, args.budget // (cfg.popsize * cfg.samples_per_candidate))
@@ -72,9 +69,7 @@ def main() -> None:
               "picks": {k: {"candidate": r["candidate"], "fidelity": r["fidelity"], "editability": r["editability"]}
                         for k, r in picks.items()},
               "candidates": rows}
-    log.info("%s", {k: v for k, v in result.items() if k != "candidates"})
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    save_result(args.out, result, "candidates")
 
 
 if __name__ == "__main__":

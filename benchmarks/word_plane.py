@@ -16,13 +16,11 @@ It prints each point and the Spearman rank correlation of fidelity with −loss 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-from pathlib import Path
 
 import torch
 
-from diagnostics import concept_args, heldout_loss, toy_setup  # diagnostics puts the repository on sys.path
+from diagnostics import concept_args, heldout_loss, save_result, toy_setup  # diagnostics puts the repository on sys.path
 from toy_bench import ROOT, concept_tensor, measure
 from gfti_core.engine import start_run
 from gfti_core.objective import Evaluator, TrainingSet, draw_samples, generation_generator
@@ -92,9 +90,7 @@ def main() -> None:
               "spearman_fidelity_vs_minus_profile_distance":
                   spearmanr(fidelity, [-r["profile_distance"] for r in rows]).correlation,
               "grid": rows}
-    log.info("%s", {k: v for k, v in result.items() if k != "grid"})
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    save_result(args.out, result, "grid")
 
 
 if __name__ == "__main__":
