@@ -217,11 +217,13 @@ def _one_generation(state: RunState, opt: Optimizer, evaluator: Evaluator) -> Ru
         best_loss=float(fitness[best]) if improved else state.best_loss)
 
 
-def final_vectors(state: RunState, backend: Backend) -> tuple[dict[str, torch.Tensor], dict]:
+def final_vectors(state: RunState, backend: Backend, *,
+                  polish_words: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
     """Choose between the optimiser's mean, its tail average and the best-ever vectors by re-scoring them on a
     fixed held-out draw (the best-ever was measured on one lucky draw; the mean is what the search converged
     to; the tail average is the mean's path averaged over the run's last generations, docs/engine.md point 11),
-    then, with `polish_samples`, the word polish (`polish.py`)."""
+    then, with `polish_samples`, the word polish (`polish.py`; `polish_words=False` skips it, e.g. after the user
+    interrupted the run and wants the file now)."""
     candidates = {n: {k: v[0] for k, v in state.subspace.decode(torch.as_tensor(c[None])).items()}
                   for n, c in search_means(state).items()}
     candidates.update({"best-ever": state.best_vectors, "init": state.subspace.origin})
@@ -234,7 +236,10 @@ def final_vectors(state: RunState, backend: Backend) -> tuple[dict[str, torch.Te
         losses = Evaluator(backend, state.data, state.config.batch_rows).population_loss(stacked, draw)
     pick = names[int(torch.argmin(losses[:-1]))]  # never silently return the init
     report = {"chosen": pick, "holdout_loss": {n: round(float(l), 6) for n, l in zip(names, losses)}}
-    vectors, polished = polish(backend, state, {k: v.clone() for k, v in candidates[pick].items()})
+    vectors = {k: v.clone() for k, v in candidates[pick].items()}
+    if not polish_words:
+        return vectors, report
+    vectors, polished = polish(backend, state, vectors)
     return vectors, {**report, **polished}
 
 

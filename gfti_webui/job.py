@@ -149,7 +149,7 @@ def run_job(values: dict[str, Any], host: Host) -> JobResult:
     state = start_run(backend, cfg, images.images, captions, images.masks)
     state, previews = train(state, backend, host, opts, cfg)
     interrupted = bool(getattr(host.state, "interrupted", False))
-    vectors, report = final_vectors(state, backend)
+    vectors, report = final_vectors(state, backend, polish_words=not interrupted)  # interrupted: save now
     emb = Embedding(vectors, cfg.token, metadata(state, report, interrupted))
     path = write_embedding(path, emb, opts.file_format, overwrite=opts.overwrite)
     host.publish(path, emb)

@@ -62,6 +62,9 @@ def test_polish_off_or_without_word_coordinates_changes_nothing(tmp_path):
     no_words = dataclasses.replace(state, config=dataclasses.replace(state.config, polish_samples=64),
                                    init_info={k: v for k, v in state.init_info.items() if k != "subspace_words"})
     assert "polish" not in final_vectors(no_words, backend)[1]
+    with_words = dataclasses.replace(no_words, init_info=state.init_info)
+    assert "polish" in final_vectors(with_words, backend)[1]
+    assert "polish" not in final_vectors(with_words, backend, polish_words=False)[1]  # e.g. an interrupted job
 
 
 def test_the_choice_is_described_with_the_polish_only_when_it_moved_the_vector():
