@@ -12,12 +12,10 @@ is tested with, not in what the search found. `--method gradient-ti` measures th
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
-from pathlib import Path
 
-from diagnostics import concept_args, toy_setup  # diagnostics puts the repository on sys.path
+from diagnostics import concept_args, save_result, toy_setup  # diagnostics puts the repository on sys.path
 from toy_bench import classify, concept_tensor
 from gfti_core.engine import final_vectors, run_generations, start_run
 from gradient_ti import gradient_ti
@@ -59,10 +57,8 @@ def main() -> None:
             for suffix in SUFFIXES]
     for row in rows:
         log.info("%s", row)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"concept": concept_words(concept), "seed": args.seed, "method": args.method,
-                               "context": state.init_info.get("context"), "prompts": rows}, indent=1))
+    save_result(args.out, {"concept": concept_words(concept), "seed": args.seed, "method": args.method,
+                           "context": state.init_info.get("context"), "prompts": rows}, "prompts")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import torch
 from diagnostics import concept_args, save_result, toy_setup  # diagnostics puts the repository on sys.path
 from toy_bench import concept_tensor, measure
 from gfti_core.engine import final_vectors, run_generations, start_run
+from gfti_core.init_vectors import ranked_word_vectors
 from gfti_core.objective import Draw, Evaluator, TrainingSet, generation_generator
 
 log = logging.getLogger("restart_choice")
@@ -46,19 +47,17 @@ def per_image_profiles(backend, images: torch.Tensor, word_vectors: torch.Tensor
     draw = Draw(idx, torch.zeros_like(idx), torch.randint(PROFILE_T[0], PROFILE_T[1] + 1, idx.shape, generator=gen),
                 torch.randn((idx.shape[0], *latents.shape[1:]), generator=gen))
     data = TrainingSet(latents, [["a photo of <*>"]] * m)
-    w = word_vectors.shape[0]
     with torch.no_grad():
-        rows = Evaluator(backend, data, 0)._rows_loss(
-            {"clip_l": word_vectors}, torch.arange(w).repeat_interleave(len(draw)), torch.arange(len(draw)).repeat(w),
-            draw)
-    loss = rows.view(w, m, PROFILE_DRAWS).mean(2).T  # [M, W]
+        rows = Evaluator(backend, data, 0).row_losses({"clip_l": word_vectors}, draw)  # [W, M·draws]
+    loss = rows.view(-1, m, PROFILE_DRAWS).mean(2).T  # [M, W]
     return loss - loss.mean(1, keepdim=True)
 
 
-def word_vectors_of(backend, words: list[str]) -> torch.Tensor:
-    """The words' token vectors as single-vector candidates [W, 1, D] (each word must be one token)."""
-    table = backend.token_table("clip_l")
-    return torch.stack([table[backend.word_ids(w, "clip_l")[0]] for w in words])[:, None]
+def profile_words(backend, state) -> tuple[list[str], torch.Tensor]:
+    """The init's PROFILE_WORDS best-ranked words and their vectors as single-vector candidates [W, 1, D]."""
+    tables = {"clip_l": backend.token_table("clip_l")}
+    return (state.init_info["ranked_words"][:PROFILE_WORDS],
+            ranked_word_vectors(backend, tables, state.init_info, PROFILE_WORDS)["clip_l"][:, None])
 
 
 def criteria(train: torch.Tensor, made: torch.Tensor) -> dict:
@@ -85,8 +84,7 @@ def main() -> None:
     for es_seed in (args.seed + 100 * r for r in range(args.restarts)):
         state = start_run(backend, dataclasses.replace(base, seed=es_seed), images)
         if train is None:
-            words = state.init_info["ranked_words"][:PROFILE_WORDS]
-            word_vectors = word_vectors_of(backend, words)
+            words, word_vectors = profile_words(backend, state)
             train = per_image_profiles(backend, images, word_vectors)
         state = run_generations(state, backend, args.budget // (base.popsize * base.samples_per_candidate))
         vectors, report = final_vectors(state, backend)

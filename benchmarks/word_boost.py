@@ -17,12 +17,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-import torch
 
 from diagnostics import concept_args, heldout_loss, save_result, toy_setup  # diagnostics puts the repository on sys.path
-from restart_choice import PROFILE_IMAGES, PROFILE_WORDS, criteria, per_image_profiles, word_vectors_of
+from restart_choice import PROFILE_IMAGES, criteria, per_image_profiles, profile_words
 from toy_bench import concept_tensor, measure
 from gfti_core.engine import final_vectors, run_generations, start_run
+from gfti_core.polish import polish_candidates
 
 log = logging.getLogger("word_boost")
 
@@ -40,17 +40,16 @@ def main() -> None:
     images = concept_tensor(concept, args.seed)
     state = start_run(backend, cfg, images)
     plain = start_run(backend, dataclasses.replace(cfg, auto_context=False), images).data
-    words = state.init_info["ranked_words"][:PROFILE_WORDS]
-    word_vectors = word_vectors_of(backend, words)
+    words, word_vectors = profile_words(backend, state)
     train = per_image_profiles(backend, images, word_vectors)
     top2 = train.mean(0).argsort()[:2].tolist()
     state = run_generations(state, backend, args.budget // (cfg.popsize * cfg.samples_per_candidate))
     learned = final_vectors(state, backend)[0]["clip_l"]
-    candidates = {"learned": learned}
-    for i in top2:
-        for a in (float(s) for s in args.scales.split(",")):
-            candidates[f"+{a:g} {words[i]}"] = learned + a * word_vectors[i]
-    stacked = torch.stack(list(candidates.values()))
+    # The engine's own polish candidates (gfti_core/polish.py), here along the words the profile ranks first.
+    names, moved = polish_candidates({"clip_l": learned}, {"clip_l": word_vectors[top2, 0]}, [words[i] for i in top2],
+                                     scales=[float(s) for s in args.scales.split(",")])
+    stacked = moved["clip_l"]
+    candidates = dict(zip(["learned"] + names[1:], stacked))
     losses = zip(heldout_loss(backend, state.data, stacked), heldout_loss(backend, plain, stacked))
     rows = []
     for (name, vec), (loss_context, loss_plain) in zip(candidates.items(), losses):

@@ -232,14 +232,15 @@ def final_vectors(state: RunState, backend: Backend, *,
     draw = draw_samples(state.data, state.config.holdout_samples,
                         (state.config.timestep_min, state.config.timestep_max),
                         generation_generator(state.config.seed, 10**6, stream=99))
+    evaluator = Evaluator(backend, state.data, state.config.batch_rows)  # the polish reuses its device latents
     with torch.no_grad():
-        losses = Evaluator(backend, state.data, state.config.batch_rows).population_loss(stacked, draw)
+        losses = evaluator.population_loss(stacked, draw)
     pick = names[int(torch.argmin(losses[:-1]))]  # never silently return the init
     report = {"chosen": pick, "holdout_loss": {n: round(float(l), 6) for n, l in zip(names, losses)}}
     vectors = {k: v.clone() for k, v in candidates[pick].items()}
     if not polish_words:
         return vectors, report
-    vectors, polished = polish(backend, state, vectors)
+    vectors, polished = polish(evaluator, state, vectors)
     return vectors, {**report, **polished}
 
 

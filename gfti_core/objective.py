@@ -76,17 +76,22 @@ class Evaluator:
     def population_loss(self, vectors: dict[str, torch.Tensor], draw: Draw, shared: bool = True) -> torch.Tensor:
         """vectors[enc] [P, N, D] → mean loss per candidate [P] (float32, CPU). With shared=False candidate p
         uses samples p*S'..(p+1)*S'-1 of the draw (S' = len(draw)//P): the original method's fresh noise."""
+        if shared:
+            return self.row_losses(vectors, draw).mean(1)
         p = next(iter(vectors.values())).shape[0]
-        per_candidate = len(draw) if shared else len(draw) // p
+        per_candidate = len(draw) // p
         cand = torch.arange(p).repeat_interleave(per_candidate)
-        sample = torch.arange(per_candidate).repeat(p) if shared else torch.arange(p * per_candidate)
-        losses = self._rows_loss(vectors, cand, sample, draw)
-        return losses.view(p, per_candidate).mean(1)
+        return self._rows_loss(vectors, cand, torch.arange(p * per_candidate), draw).view(p, per_candidate).mean(1)
+
+    def row_losses(self, vectors: dict[str, torch.Tensor], draw: Draw) -> torch.Tensor:
+        """vectors[enc] [P, N, D] → the loss of every candidate on every sample of the draw [P, S] (float32, CPU)."""
+        p, s = next(iter(vectors.values())).shape[0], len(draw)
+        cand, sample = torch.arange(p).repeat_interleave(s), torch.arange(s).repeat(p)
+        return self._rows_loss(vectors, cand, sample, draw).view(p, s)
 
     def sample_losses(self, vectors: dict[str, torch.Tensor], draw: Draw) -> torch.Tensor:
         """vectors[enc] [1, N, D] → the loss of each sample of the draw [S] (float32, CPU)."""
-        rows = torch.arange(len(draw))
-        return self._rows_loss(vectors, torch.zeros_like(rows), rows, draw)
+        return self.row_losses(vectors, draw)[0]
 
     def _rows_loss(self, vectors, cand, sample, draw) -> torch.Tensor:
         out, start = [], 0

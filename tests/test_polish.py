@@ -7,7 +7,6 @@ from fake_backend import FakeBackend
 from gfti_core.config import InversionConfig
 from gfti_core.engine import final_vectors, start_run
 from gfti_core.polish import POLISH_SCALES, polish_candidates
-from gfti_core.subspace import Subspace
 
 IMAGES = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
 
@@ -22,10 +21,9 @@ def _state(tmp_path, **kw):
 
 
 def test_candidates_add_whole_words_per_vector_slot_and_respect_the_norm_cap():
-    basis = torch.eye(4)[:3] * 2.0
-    sub = Subspace("pca", {"clip_l": basis}, {"clip_l": torch.zeros(2, 4)}, max_norm={"clip_l": 3.0})
+    rows = {"clip_l": torch.eye(4)[:2] * 2.0}
     vectors = {"clip_l": torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 1.0]])}
-    names, stacked = polish_candidates(sub, vectors, ["a", "b"])
+    names, stacked = polish_candidates(vectors, rows, ["a", "b"], max_norm={"clip_l": 3.0})
     assert len(names) == 1 + 2 * 2 * len(POLISH_SCALES) == stacked["clip_l"].shape[0]
     assert names[0] == "unpolished" and torch.equal(stacked["clip_l"][0], vectors["clip_l"])
     moved = stacked["clip_l"][names.index("+0.5 b (vector 2)")]
