@@ -100,6 +100,17 @@ def context_accuracy(results) -> str:
         f"{name}: {right}/{total}" for name, (right, total) in sorted(tally.items()))
 
 
+def paired(results, first: str, second: str, key: str = "fidelity") -> str:
+    """Per-run difference first − second over the runs that have both rows, with its standard error: the
+    runs share images, start and evaluation noise, so the paired difference is the honest comparison."""
+    diffs = [final(r[first])[key] - final(r[second])[key] for r in results if first in r and second in r]
+    if len(diffs) < 2:
+        return f"{first} − {second}: fewer than 2 runs with both rows"
+    mean = sum(diffs) / len(diffs)
+    se = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)) ** 0.5
+    return f"{key}, {first} − {second}: {mean:+.3f} ± {se:.3f} (standard error, {len(diffs)} runs)"
+
+
 def plot(results, out: Path, only: list[str] | None = None) -> None:
     """Fidelity vs rows and vs wall time; `only` keeps those rows (a plot of 20 rows is unreadable)."""
     import matplotlib
@@ -140,6 +151,8 @@ def main() -> None:
     p.add_argument("results", nargs="+")
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--plot", default="", help='rows to draw, ";"-separated (default: all)')
+    p.add_argument("--paired", action="append", default=[], metavar="A;B",
+                   help="also print the per-run difference A − B (fidelity and editability); repeatable")
     args = p.parse_args()
     results = load(args.results)
     out = Path(args.out)
@@ -147,6 +160,9 @@ def main() -> None:
     plot(results, out, [n for n in args.plot.split(";") if n] or None)
     text = table(results) + "\n\nPer concept (fidelity / editability):\n\n" + per_concept(results)
     text += "\n\n" + context_accuracy(results)
+    for pair in args.paired:
+        first, second = pair.split(";")
+        text += "\n\n" + "\n".join(paired(results, first, second, key) for key in ("fidelity", "editability"))
     (out / "toy_table.md").write_text(text + "\n")
     print(text)
 

@@ -44,6 +44,16 @@ def test_runs_of_one_concept_and_seed_merge(tmp_path):
     assert "| gfti:subspace_scale=8 | 0.75 |" in report.table(results)
 
 
+def test_paired_difference_uses_only_runs_with_both_rows():
+    report = _module("toy_report")
+    runs = [{"concept": "c", "seed": s, "a": [_point(fa)], "b": [_point(fb)]}
+            for s, (fa, fb) in enumerate([(1.0, 0.5), (0.5, 0.5), (0.75, 0.25)])]
+    runs.append({"concept": "c", "seed": 9, "a": [_point(0.0)]})  # no "b": not a pair
+    line = report.paired(runs, "a", "b")
+    assert "+0.333 ± 0.167" in line and "3 runs" in line      # diffs 0.5, 0, 0.5: sd 0.289, se 0.167
+    assert "fewer than 2" in report.paired(runs[:1], "a", "b")
+
+
 def test_variant_names_parse_into_typed_overrides():
     pytest.importorskip("diffusers")
     bench = _module("toy_bench")
