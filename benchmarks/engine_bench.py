@@ -72,7 +72,8 @@ def setup(args):
     images = torch.rand(4, 3, res, res, device="cpu")
     width = backend.encoders[0].width
     cfg = InversionConfig(init_mode="word", init_text="sks", subspace_dim=min(64, width), popsize=args.popsize,
-                          samples_per_candidate=args.samples, batch_rows=args.batch)
+                          samples_per_candidate=args.samples, batch_rows=args.batch,
+                          num_vectors=args.num_vectors)
     return pipe, backend, start_run(backend, cfg, images)
 
 
@@ -126,7 +127,7 @@ def serial_vs_batched(backend, state, args):
 def peak_memory(kind: str, args) -> float:
     """Run one measurement in a fresh process; returns MiB of peak growth over the loaded-model baseline."""
     cmd = [sys.executable, __file__, "--measure", kind, "--model", args.model, "--batch", str(args.batch),
-           "--popsize", str(args.popsize), "--samples", str(args.samples)] + (["--gpu"] if args.gpu else [])
+           "--popsize", str(args.popsize), "--samples", str(args.samples), "--num-vectors", str(args.num_vectors)] + (["--gpu"] if args.gpu else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["mib"]
 
@@ -179,6 +180,7 @@ def main() -> None:
     p.add_argument("--popsize", type=int, default=16)
     p.add_argument("--samples", type=int, default=4)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--num-vectors", type=int, default=1, help="vectors of the token (ES generation and gradient-TI step)")
     p.add_argument("--measure", choices=("es", "grad"))
     args = p.parse_args()
     torch.set_num_threads(2 if not args.gpu else torch.get_num_threads())
