@@ -127,7 +127,8 @@ def serial_vs_batched(backend, state, args):
 def peak_memory(kind: str, args) -> float:
     """Run one measurement in a fresh process; returns MiB of peak growth over the loaded-model baseline."""
     cmd = [sys.executable, __file__, "--measure", kind, "--model", args.model, "--batch", str(args.batch),
-           "--popsize", str(args.popsize), "--samples", str(args.samples), "--num-vectors", str(args.num_vectors)] + (["--gpu"] if args.gpu else [])
+           "--popsize", str(args.popsize), "--samples", str(args.samples), "--num-vectors", str(args.num_vectors)]
+    cmd += ["--gpu"] if args.gpu else []
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["mib"]
 

@@ -154,6 +154,9 @@ def main() -> None:
     p.add_argument("--paired", action="append", default=[], metavar="A;B",
                    help="also print the per-run difference A − B (fidelity and editability); repeatable")
     args = p.parse_args()
+    for pair in args.paired:
+        if pair.count(";") != 1:
+            p.error(f"--paired {pair!r}: give two row names separated by one ';', e.g. \"gfti;gradient-ti\"")
     results = load(args.results)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
