@@ -19,12 +19,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from pathlib import Path
 
 import torch
 
 from diagnostics import concept_args, heldout_loss, toy_setup  # diagnostics puts the repository on sys.path
-from toy_bench import ROOT, concept_tensor, measure
+from toy_bench import ROOT, concept_tensor, measure, write_json
 from gfti_core.engine import final_vectors, run_generations, start_run
 from gfti_core.objective import TrainingSet
 from gradient_ti import gradient_ti
@@ -91,8 +90,7 @@ def main() -> None:
               "line": {"fidelity": line_fid, **line_loss, "spearman": spearman_table(line_fid, *line_loss.values())}}
     log.info("plane %s", result["plane"]["spearman"])
     log.info("line %s", result["line"]["spearman"])
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

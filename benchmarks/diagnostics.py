@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
-from pathlib import Path
 
 import torch
 
-from toy_bench import ROOT  # toy_bench also puts the repository on sys.path
+from toy_bench import ROOT, write_json  # toy_bench also puts the repository on sys.path
 from gfti_core.backends.diffusers_backend import DiffusersBackend
 from gfti_core.config import InversionConfig
 from gfti_core.objective import Evaluator, draw_samples, generation_generator
@@ -52,5 +50,4 @@ def save_result(out: str, result: dict, bulky: str) -> None:
     """Log the result without its bulky per-point list (key `bulky`) and write all of it as JSON to `out`."""
     log = logging.getLogger("diagnostics")
     log.info("%s", {k: v for k, v in result.items() if k != bulky})
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(result, indent=1))
+    write_json(out, result)

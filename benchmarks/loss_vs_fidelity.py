@@ -13,14 +13,12 @@ toward gradient TI's, the objective (not the search) is what limits GFTI.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-from pathlib import Path
 
 import torch
 
 from diagnostics import concept_args, heldout_loss, toy_setup  # diagnostics puts the repository on sys.path
-from toy_bench import concept_tensor, measure
+from toy_bench import concept_tensor, measure, write_json
 from gfti_core.engine import final_vectors, run_generations, start_run
 from gradient_ti import gradient_ti
 from word_plane import concept_word_vectors, word_profile
@@ -62,8 +60,7 @@ def main() -> None:
         log.info("%s", rows[-1])
     result = {"concept": concept_words(concept), "seed": args.seed, "budget": args.budget, "samples": args.samples,
               "images": args.images, "gfti_words": state.init_info.get("subspace_words"), "line": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -29,12 +29,11 @@ import argparse
 import dataclasses
 import json
 import logging
-from pathlib import Path
 
 import torch
 
 from diagnostics import heldout_loss, toy_setup  # diagnostics puts the repository on sys.path
-from toy_bench import ROOT, concept_tensor, measure
+from toy_bench import ROOT, concept_tensor, measure, write_json
 from gfti_core.backend import per_row_mse
 from gfti_core.engine import final_vectors, run_generations, start_run
 from gfti_core.objective import draw_samples, generation_generator
@@ -214,8 +213,7 @@ def main() -> None:
     result = {"mode": args.mode, "concept": concept_words(concept), "seed": args.seed,
               **{"plane": plane, "line": line, "sensitivity": sensitivity}[args.mode](args, concept)}
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1))
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,12 @@ of gradient TI's loss gain it keeps, "energy" the share of ‖d‖² — and wit
 """
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 import torch
 
 from diagnostics import concept_args, heldout_loss, toy_setup  # diagnostics puts the repository on sys.path
-from toy_bench import concept_tensor, measure
+from toy_bench import concept_tensor, measure, write_json
 from gfti_core.engine import start_run
 from gradient_ti import gradient_ti
 
@@ -68,8 +66,7 @@ def main() -> None:
         for name, q in bases(backend.pipe, backend.token_table("clip_l"), k).items():
             vectors[name] = e0 + (move @ q.T) @ q
     rows = score_projections(backend, plain.data, vectors, concept)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"concept": concept, "seed": args.seed, "rows": rows}, indent=1))
+    write_json(args.out, {"concept": concept, "seed": args.seed, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from gfti_core.backends.diffusers_backend import DiffusersBackend  # noqa: E402
 from gfti_core.config import InversionConfig  # noqa: E402
 from gfti_core.engine import build_training_set, final_vectors, run_generations, start_run  # noqa: E402
 from gfti_core.optim import OptimizerSpec  # noqa: E402
+from gfti_core.safe_io import atomic_write_bytes  # noqa: E402
 from gfti_core.subspace import Subspace  # noqa: E402
 from gradient_ti import gradient_ti  # noqa: E402
 
@@ -79,6 +80,12 @@ def measure(backend, vectors, concept, n, seed, words=None):
         else:  # does the background instruction get through at all, whatever the subject?
             out["green_background"] = sum(b == "green" for b in pred["background"]) / n
     return out
+
+
+def write_json(path, result: dict) -> None:
+    """Results are rewritten after every run: atomically, so a run killed mid-write keeps the earlier ones."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, json.dumps(result, indent=1).encode(), overwrite=True)
 
 
 def gfti_curve(backend, state, budget, concept, args):
@@ -255,7 +262,7 @@ def main() -> None:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             results.append(run_concept(backend, tables, concept, seed, args))
             log.info("%s", json.dumps(results[-1]))
-            (out / "results.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+            write_json(out / "results.json", {"args": vars(args), "results": results})
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from collections import defaultdict
 from pathlib import Path
 
@@ -106,8 +107,7 @@ def paired(results, first: str, second: str, key: str = "fidelity") -> str:
     diffs = [final(r[first])[key] - final(r[second])[key] for r in results if first in r and second in r]
     if len(diffs) < 2:
         return f"{first} − {second}: fewer than 2 runs with both rows"
-    mean = sum(diffs) / len(diffs)
-    se = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)) ** 0.5
+    mean, se = statistics.mean(diffs), statistics.stdev(diffs) / len(diffs) ** 0.5
     return f"{key}, {first} − {second}: {mean:+.3f} ± {se:.3f} (standard error, {len(diffs)} runs)"
 
 
@@ -154,8 +154,9 @@ def main() -> None:
     p.add_argument("--paired", action="append", default=[], metavar="A;B",
                    help="also print the per-run difference A − B (fidelity and editability); repeatable")
     args = p.parse_args()
-    for pair in args.paired:
-        if pair.count(";") != 1:
+    pairs = [pair.split(";") for pair in args.paired]
+    for pair, names in zip(args.paired, pairs):
+        if len(names) != 2:
             p.error(f"--paired {pair!r}: give two row names separated by one ';', e.g. \"gfti;gradient-ti\"")
     results = load(args.results)
     out = Path(args.out)
@@ -163,8 +164,7 @@ def main() -> None:
     plot(results, out, [n for n in args.plot.split(";") if n] or None)
     text = table(results) + "\n\nPer concept (fidelity / editability):\n\n" + per_concept(results)
     text += "\n\n" + context_accuracy(results)
-    for pair in args.paired:
-        first, second = pair.split(";")
+    for first, second in pairs:
         text += "\n\n" + "\n".join(paired(results, first, second, key) for key in ("fidelity", "editability"))
     (out / "toy_table.md").write_text(text + "\n")
     print(text)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-
 from diagnostics import concept_args, heldout_loss, save_result, toy_setup  # diagnostics puts the repository on sys.path
 from restart_choice import PROFILE_IMAGES, criteria, per_image_profiles, profile_words
 from toy_bench import concept_tensor, measure

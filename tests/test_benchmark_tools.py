@@ -54,6 +54,16 @@ def test_paired_difference_uses_only_runs_with_both_rows():
     assert "fewer than 2" in report.paired(runs[:1], "a", "b")
 
 
+def test_results_are_rewritten_in_place_without_leftovers(tmp_path):
+    pytest.importorskip("diffusers")
+    bench = _module("toy_bench")
+    path = tmp_path / "run" / "results.json"
+    bench.write_json(path, {"results": [1]})
+    bench.write_json(path, {"results": [1, 2]})  # rewritten after every run: replaced, not refused
+    assert json.loads(path.read_text()) == {"results": [1, 2]}
+    assert [p.name for p in path.parent.iterdir()] == ["results.json"]  # no temp file left beside it
+
+
 def test_variant_names_parse_into_typed_overrides():
     pytest.importorskip("diffusers")
     bench = _module("toy_bench")
