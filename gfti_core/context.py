@@ -36,13 +36,19 @@ def _image_scores(evaluator: Evaluator, data: TrainingSet, index: int, phrases: 
                          None if data.weights is None else data.weights[index:index + 1])
     draw = draw_samples(single, cfg.init_samples * 4, (cfg.timestep_min, cfg.timestep_max),
                         generation_generator(cfg.seed, -2, index))
-    scorer = Evaluator(evaluator.backend, single, evaluator.rows)
+    scorer = Evaluator(evaluator.backend, single, evaluator.rows, evaluator.should_stop, evaluator.on_rows)
     # All phrases as one flat batch of rows: the evaluator's chunks then text-encode several phrases per call
     # instead of one call per phrase (ComfyUI 2024-03 rebuilds its whole token table on every such call).
     every = _tiled(draw, len(phrases))
     losses = scorer.sample_losses({k: v[None] for k, v in origin.items()}, every)
     evaluator.forward_rows += scorer.forward_rows
     return losses.view(len(phrases), len(draw)).mean(1)
+
+
+def planned_context_rows(cfg: InversionConfig, images: int, captions: list[str | None] | None = None) -> int:
+    """Denoiser rows `auto_context` will evaluate for `images` training images (for the start's progress bar)."""
+    captioned = sum(1 for c in (captions or [])[:images] if c)
+    return (images - captioned) * len(load_phrases(cfg.context_phrases)) * cfg.init_samples * 4
 
 
 def _tiled(draw: Draw, k: int) -> Draw:

@@ -18,11 +18,12 @@ import torch
 
 from .backend import PLACEHOLDER, Backend
 from .config import ConfigError, InversionConfig
-from .context import auto_context
-from .init_vectors import initial_vectors, ranked_word_vectors
+from .context import auto_context, planned_context_rows
+from .init_vectors import initial_vectors, planned_init_rows, ranked_word_vectors
 from .objective import Cancelled, Evaluator, TrainingSet, draw_samples, generation_generator
 from .optim import Optimizer, OptimizerSpec, replay, sanitize_fitness
 from .polish import polish
+from .start_progress import StartProgress, StartTracker
 from .subspace import Subspace, build_subspace
 from .templates import prompts_for_images
 
@@ -123,22 +124,31 @@ def _check_backend(backend: Backend, cfg: InversionConfig) -> None:
 
 
 def start_run(backend: Backend, cfg: InversionConfig, images: torch.Tensor,
-              captions: list[str | None] | None = None, masks: torch.Tensor | None = None) -> RunState:
-    """Encode the images, choose e0, build the subspace: generation 0 of a new run."""
+              captions: list[str | None] | None = None, masks: torch.Tensor | None = None, *,
+              should_stop: Callable[[], bool] | None = None,
+              on_progress: Callable[[StartProgress], None] | None = None) -> RunState:
+    """Encode the images, choose e0, build the subspace: generation 0 of a new run.
+
+    The start scores words (and context phrases) with the denoiser: `on_progress` receives its rows done out
+    of rows planned, and `should_stop` cancels it (raises `Cancelled`; nothing of a cancelled start is kept)."""
     _check_backend(backend, cfg)
     data = build_training_set(backend, images, captions, cfg, masks)
     tables = {e.name: backend.token_table(e.name) for e in backend.encoders}
-    evaluator = Evaluator(backend, data, cfg.batch_rows)
+    human = captions if cfg.templates == "captions" else None
+    tracker = StartTracker(_planned_start_rows(backend, tables, cfg, images.shape[0], human), on_progress)
+    evaluator = Evaluator(backend, data, cfg.batch_rows, should_stop, tracker.rows)
+    tracker.stage("scoring init words" if cfg.init_mode == "denoise-attention" else "initial vector")
     origin, info = initial_vectors(backend, tables, data, cfg, evaluator, images)
     if cfg.auto_context:
-        human = captions if cfg.templates == "captions" else None
+        tracker.stage("auto context")
         data, context = auto_context(backend, data, origin, cfg, evaluator, cfg.flip, human)
         if cfg.init_mode == "denoise-attention":
             # Score the words again on the captioned prompts: once the context is said in words, context words
             # ("gray", "kitchen") stop lowering the loss, so e0 no longer carries the context that would
             # otherwise block "<tok> on a green background" (measured in docs/editability.md).
+            tracker.stage("scoring init words with context")
             first, rows = info["top"], evaluator.forward_rows
-            evaluator = Evaluator(backend, data, cfg.batch_rows)  # an evaluator scores its own prompts
+            evaluator = Evaluator(backend, data, cfg.batch_rows, should_stop, tracker.rows)  # its own prompts
             evaluator.forward_rows = rows
             origin, info = initial_vectors(backend, tables, data, cfg, evaluator, images)
             info["top_before_context"] = first
@@ -151,9 +161,17 @@ def start_run(backend: Backend, cfg: InversionConfig, images: torch.Tensor,
         info["subspace_words"] = info["ranked_words"][:count]
     spec = OptimizerSpec(cfg.optimizer, subspace.dim, cfg.popsize, cfg.sigma, cfg.seed, cfg.mirrored)
     info["init_forward_rows"] = evaluator.forward_rows
+    tracker.finish()
     return RunState(cfg, backend.family, {e.name: e.width for e in backend.encoders}, backend.model_name,
                     subspace, data, spec, np.zeros((0, cfg.popsize)), {k: [] for k in HISTORY_KEYS},
                     {k: v.clone() for k, v in subspace.origin.items()}, float("inf"), info)
+
+
+def _planned_start_rows(backend: Backend, tables, cfg: InversionConfig, images: int, captions) -> int:
+    init = planned_init_rows(backend, tables, cfg)
+    if not cfg.auto_context:
+        return init
+    return init * (2 if cfg.init_mode == "denoise-attention" else 1) + planned_context_rows(cfg, images, captions)
 
 
 def with_settings(state: RunState, **changes) -> RunState:

@@ -193,6 +193,24 @@ def phrase_sum_init(evaluator: Evaluator, data: TrainingSet, vecs: Vectors, name
     return {enc: (scale * b)[None].clone() for enc, b in base.items()}, info
 
 
+def sequence_rows(pool: int, n: int, samples: int) -> int:
+    """Rows `best_word_sequence` evaluates for an n-word phrase from `pool` ranked words."""
+    pool = min(pool, max(n, 16))
+    return sum(max(0, pool - r) * (r + 1) for r in range(1, n)) * 8 * samples
+
+
+def planned_init_rows(backend: Backend, tables: dict[str, torch.Tensor], cfg: InversionConfig) -> int:
+    """Denoiser rows `initial_vectors` will evaluate (for the start's progress bar)."""
+    if cfg.init_mode != "denoise-attention":
+        return 0
+    words = len(candidate_words(backend, tables, load_word_list(cfg.init_words))[0])
+    short, s = min(32, words), cfg.init_samples
+    rows = words * 2 * s + short * 8 * s
+    if cfg.init_sum:
+        return rows + sequence_rows(short, cfg.init_sum, s) + len(PHRASE_SUM_SCALES) * 8 * s
+    return rows + (sequence_rows(short, cfg.num_vectors, s) if cfg.num_vectors > 1 else 0)
+
+
 def ranked_word_vectors(backend: Backend, tables: dict[str, torch.Tensor], info: dict, count: int) -> Vectors:
     """The `count` best-ranked words of a denoise- or clip-attention init as {encoder: [m, D]} (m ≤ count;
     empty dict when the init ranked no words: init_mode=word or file)."""

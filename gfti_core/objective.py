@@ -64,13 +64,14 @@ class Evaluator:
     """Scores populations on draws. `rows_per_call` bounds one backend call; it halves itself on OOM."""
 
     def __init__(self, backend: Backend, data: TrainingSet, rows_per_call: int = 0,
-                 should_stop: Callable[[], bool] | None = None):
+                 should_stop: Callable[[], bool] | None = None, on_rows: Callable[[int], None] | None = None):
         self.backend, self.data = backend, data
         # The cached latents (and loss weights) move to the device once, not once per chunk of every generation.
         self._latents = data.latents.to(backend.device)
         self._weights = None if data.weights is None else data.weights.to(backend.device)
         self.rows = rows_per_call or backend.max_rows(tuple(data.latents.shape[1:]))
         self.should_stop = should_stop or (lambda: False)
+        self.on_rows = on_rows  # called with each chunk's row count (progress of long scorings)
         self.forward_rows = 0  # denoiser rows evaluated so far (the budget measure)
 
     def population_loss(self, vectors: dict[str, torch.Tensor], draw: Draw, shared: bool = True) -> torch.Tensor:
@@ -120,8 +121,9 @@ class Evaluator:
         loss = self.backend.denoise_loss(self._latents[li_dev], draw.timesteps[sample].to(dev),
                                          draw.noise[sample].to(dev), cond, weights)
         self.forward_rows += len(prompts)
+        if self.on_rows is not None:
+            self.on_rows(len(prompts))
         return loss.float().cpu()
-
 
     def _encode_unique(self, prompts: list[str], cand: torch.Tensor, vectors) -> Any:
         """Text-encode each distinct (candidate, prompt) pair once, then gather per row: with common random
