@@ -12,6 +12,12 @@ _COLORS = {"mean": (150, 170, 200), "best": (60, 120, 220), "trend": (230, 90, 4
 TREND_WINDOW = 10
 
 
+def drawable(text: str) -> str:
+    """Text that any Pillow font can draw: the webuis pin Pillow 9.5, whose default bitmap font encodes
+    latin-1 only (anything else raises UnicodeEncodeError mid-run)."""
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
 def trailing_average(values: list[float], window: int = TREND_WINDOW) -> list[float]:
     """Mean of the last `window` finite values at each position (NaN/inf generations are skipped)."""
     out, recent = [], []
@@ -35,7 +41,7 @@ def render_loss_chart(history: dict[str, list[float]], width: int = 512, height:
     draw.rectangle([left, top, right, bottom], outline=(180, 180, 180))
     series = _series(history)
     values = [v for s in series.values() for v in s if v == v and abs(v) != float("inf")]
-    draw.text((left, 4), title, fill=(0, 0, 0))
+    draw.text((left, 4), drawable(title), fill=(0, 0, 0))
     if not values:
         draw.text((left + 10, (top + bottom) // 2), "no generations yet", fill=(120, 120, 120))
         return img
@@ -55,7 +61,7 @@ def render_loss_chart(history: dict[str, list[float]], width: int = 512, height:
             draw.ellipse([pts[0][0] - 2, pts[0][1] - 2, pts[0][0] + 2, pts[0][1] + 2], fill=_COLORS[name])
     draw.text((4, top), f"{hi:.4g}", fill=(0, 0, 0))
     draw.text((4, bottom - 10), f"{lo:.4g}", fill=(0, 0, 0))
-    draw.text((left, bottom + 6), f"generation 1 … {n}", fill=(0, 0, 0))
+    draw.text((left, bottom + 6), f"generation 1 - {n}", fill=(0, 0, 0))
     x = right - 250
     for name, color in _COLORS.items():
         draw.line([x, 12, x + 14, 12], fill=color, width=2)
@@ -77,7 +83,7 @@ def image_grid(rows: list[list[Image.Image]], labels: list[str] | None = None, p
     for r, row in enumerate(rows):
         y = pad + r * (h + pad + label_h)
         if labels:
-            draw.text((pad, y), labels[r], fill=(0, 0, 0))
+            draw.text((pad, y), drawable(labels[r]), fill=(0, 0, 0))
         for c, im in enumerate(row):
             grid.paste(im, (pad + c * (w + pad), y + label_h))
     return grid

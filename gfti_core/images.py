@@ -75,6 +75,8 @@ def load_image_folder(folder: os.PathLike | str, resolution: int, *, max_images:
     `max_images` images, an image above `max_pixels`, or a file PIL cannot decode.
     """
     _check_resolution(resolution)
+    if not str(folder).strip():  # Path("") is the working directory: never train on whatever lies there
+        raise ImageInputError("no image folder given; enter the path of a folder with 3-20 training images")
     folder = Path(folder)
     paths = _list_images(folder)
     if len(paths) > max_images:

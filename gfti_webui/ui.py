@@ -77,14 +77,22 @@ def config_widgets(gr) -> dict[str, Any]:
     return out
 
 
+# The webui's `wrap_gradio_call` appends its timing HTML to the LAST output and, on an exception, returns
+# `extra_outputs + [error_html]`: so the message (HTML) is the last output and EXTRA_OUTPUTS fills the others.
+EXTRA_OUTPUTS = [[], None]
+
+
 def start_handler(names: list[str], host_factory: Callable[[], Any]) -> Callable[..., tuple]:
-    """Gradio handler: positional values → {field: value} → `run_job`. User errors become a message."""
-    def start(*values):
+    """Gradio handler: (id_task, *values) → {field: value} → `run_job` → (previews, chart, message).
+
+    `id_task` is the "task(…)" id the page's JavaScript made; `wrap_gradio_gpu_call` reads it to feed the
+    webui's progress bar. User errors become the message, never an exception."""
+    def start(id_task, *values):
         try:
             result = run_job(dict(zip(names, values)), host_factory())
         except (GFTIError, ConfigError, ValueError) as err:
-            return f"<p style='color:var(--error-text-color,#c00)'>GFTI: {html.escape(str(err))}</p>", None, []
-        return result.message, result.chart, result.previews
+            return [], None, f"<p class='gfti-error' style='color:var(--error-text-color,#c00)'>GFTI: {html.escape(str(err))}</p>"
+        return result.previews, result.chart, result.message
     return start
 
 
@@ -105,16 +113,19 @@ def build_tab(host_factory: Callable[[], Any] = current_host):
             with gr.Column():
                 components = job_widgets(gr)
                 components.update(config_widgets(gr))
-            with gr.Column():
+            with gr.Column(elem_id="gfti_output"):
                 with gr.Row():
                     start = gr.Button("Start", variant="primary", elem_id="gfti_start")
                     stop = gr.Button("Interrupt", elem_id="gfti_interrupt")
-                message = gr.HTML(elem_id="gfti_message")
+                id_task = gr.Textbox(visible=False, elem_id="gfti_id_task")
                 chart = gr.Image(label="Loss", type="pil", interactive=False, elem_id="gfti_chart")
                 gallery = gr.Gallery(label="Previews", elem_id="gfti_previews")
+                message = gr.HTML(elem_id="gfti_message")
         names = list(components)
-        handler = call_queue.wrap_gradio_gpu_call(start_handler(names, host_factory), extra_outputs=[None, []])
-        start.click(fn=handler, inputs=[components[n] for n in names], outputs=[message, chart, gallery])
+        handler = call_queue.wrap_gradio_gpu_call(start_handler(names, host_factory), extra_outputs=EXTRA_OUTPUTS)
+        # gfti_submit (javascript/gfti.js) makes the task id and starts the webui's own progress bar on it.
+        start.click(fn=handler, _js="gfti_submit", inputs=[id_task] + [components[n] for n in names],
+                    outputs=[gallery, chart, message])
         stop.click(fn=lambda: shared.state.interrupt(), inputs=[], outputs=[])
     return tab, components
 
@@ -128,7 +139,10 @@ def on_ui_settings():
     from modules import shared
 
     section = ("gfti", "GFTI")
-    shared.opts.add_option("gfti_preview_steps", shared.OptionInfo(20, "GFTI preview: sampling steps",
-                                                                   section=section))
-    shared.opts.add_option("gfti_preview_cfg", shared.OptionInfo(7.0, "GFTI preview: CFG scale",
-                                                                 section=section))
+    # A1111 builds a settings widget from the default's type only for str/int/bool; a float needs a component.
+    import gradio as gr
+
+    shared.opts.add_option("gfti_preview_steps", shared.OptionInfo(
+        20, "GFTI preview: sampling steps", gr.Slider, {"minimum": 1, "maximum": 150, "step": 1}, section=section))
+    shared.opts.add_option("gfti_preview_cfg", shared.OptionInfo(
+        7.0, "GFTI preview: CFG scale", gr.Slider, {"minimum": 1.0, "maximum": 30.0, "step": 0.5}, section=section))

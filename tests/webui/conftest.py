@@ -75,7 +75,7 @@ class FakeComponent:
         return False
 
     def click(self, fn=None, inputs=None, outputs=None, **kwargs):
-        self.clicks.append({"fn": fn, "inputs": inputs, "outputs": outputs})
+        self.clicks.append({"fn": fn, "inputs": inputs, "outputs": outputs, "js": kwargs.get("_js")})
 
 
 def fake_gradio() -> types.ModuleType:
@@ -97,8 +97,18 @@ def fake_webui(monkeypatch, tmp_path):
                                    cmd_opts=types.SimpleNamespace(embeddings_dir=str(tmp_path / "embeddings")))
 
     def wrap_gradio_gpu_call(func, extra_outputs=None):
+        """The contract of A1111's `modules/call_queue.py` (`wrap_gradio_call_no_job`): an exception becomes
+        `extra_outputs + [error_html]`, and the timing HTML is appended to the last output."""
         calls["wrapped"].append(extra_outputs)
-        return func
+
+        def wrapped(*args):
+            try:
+                res = list(func(*args))
+            except Exception as e:  # noqa: BLE001 - mirrors the webui, which turns any error into HTML
+                res = list(extra_outputs or [None, ""]) + [f"<div class='error'>{type(e).__name__}: {e}</div>"]
+            res[-1] += "<div class='performance'>Time taken: 0.1 sec.</div>"
+            return tuple(res)
+        return wrapped
 
     modules = types.ModuleType("modules")
     modules.__path__ = []

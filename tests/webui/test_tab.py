@@ -31,8 +31,13 @@ def test_script_registers_tab_and_settings(fake_webui):
     runpy.run_path(str(ROOT / "scripts" / "gfti_tab.py"))
     assert fake_webui.calls["ui_tabs"] == [ui.on_ui_tabs]
     fake_webui.calls["ui_settings"][0]()
-    (_, kw), = {k: v for k, v in fake_webui.calls["options"].items() if k == "gfti_preview_steps"}.values()
-    assert kw["section"] == ("gfti", "GFTI")
+    options = fake_webui.calls["options"]
+    assert set(options) == {"gfti_preview_steps", "gfti_preview_cfg"}
+    for key, (args, kw) in options.items():
+        default, component = args[0], args[2] if len(args) > 2 else kw.get("component")
+        assert kw["section"] == ("gfti", "GFTI")
+        # modules/ui_settings.py raises "bad options item type" for any other type without a component
+        assert component is not None or type(default) in (str, int, bool), key
 
 
 def test_tab_widgets_come_from_the_config(fake_webui):
@@ -47,14 +52,17 @@ def test_tab_widgets_come_from_the_config(fake_webui):
         if f.name in components:
             assert components[f.name].kwargs["value"] == f.default
             assert components[f.name].kwargs["info"] == f.metadata["help"]
-    assert fake_webui.calls["wrapped"] == [[None, []]] * 2  # one per build; the Start handler runs under the queue lock
+    assert fake_webui.calls["wrapped"] == [ui.EXTRA_OUTPUTS] * 2  # one per build; Start runs under the queue lock
 
 
 def _click(components, start_button_fn, **overrides):
     click = start_button_fn
-    names = [c.kwargs["elem_id"][len("gfti_"):] for c in click["inputs"]]
+    id_task, *fields = click["inputs"]
+    assert id_task.kwargs["elem_id"] == "gfti_id_task" and click["js"] == "gfti_submit"
+    names = [c.kwargs["elem_id"][len("gfti_"):] for c in fields]
     values = {n: components[n].kwargs["value"] for n in names} | overrides
-    return click["fn"](*[values[n] for n in names])
+    assert [o.kind for o in click["outputs"]] == ["Gallery", "Image", "HTML"]  # the webui appends HTML last
+    return click["fn"]("task(test)", *[values[n] for n in names])
 
 
 def _start_click(fake_webui, host_factory):
@@ -91,10 +99,10 @@ def test_start_click_trains_and_saves(fake_webui, tiny_sd1, tmp_path):
 
     published = []
     components, click = _start_click(fake_webui, lambda: _host(fake_webui, DiffusersBackend(tiny_sd1), published))
-    message, chart, previews = _click(
+    previews, chart, message = _click(
         components, click, image_folder=str(_image_folder(tmp_path)), resolution=16.0, token="my-thing",
         init_mode="word", generations=2.0, popsize=4, subspace_dim=4, samples_per_candidate=2, holdout_samples=2)
-    assert "Saved" in message and chart is not None, message
+    assert "Saved" in message and "Time taken" in message and chart is not None, message
     path = Path(fake_webui.shared.cmd_opts.embeddings_dir) / "my-thing.safetensors"
     emb = read_embedding(path)
     assert emb.vectors["clip_l"].shape == (1, 32) and emb.metadata["gfti.steps"] == "2"
@@ -115,7 +123,20 @@ def test_interrupt_stops_and_errors_are_messages(fake_webui, tiny_sd1, tmp_path)
     result = run_job(values, host)
     assert result.message.startswith("Interrupted") and read_embedding(result.path).metadata["gfti.interrupted"] == "true"
     start = ui.start_handler(list(values), lambda: host)
-    again = start(*values.values())  # same token, overwrite off
-    assert "already exists" in again[0] and again[1] is None
-    bad = start(*{**values, "token": "../escape"}.values())
-    assert "GFTI:" in bad[0]
+    again = start("task(1)", *values.values())  # same token, overwrite off
+    assert again[:2] == ([], None) and "already exists" in again[2]
+    bad = start("task(2)", *{**values, "token": "../escape"}.values())
+    assert "GFTI:" in bad[2]
+    empty = start("task(3)", *{**values, "token": "fresh", "image_folder": " "}.values())
+    assert "no image folder given" in empty[2]
+    assert not (Path(fake_webui.shared.cmd_opts.embeddings_dir) / "fresh.safetensors").exists()
+
+
+def test_an_unexpected_error_lands_in_the_message_slot(fake_webui):
+    """The webui's error path returns extra_outputs + [error_html]: the HTML must meet the message output."""
+    def broken_host():
+        raise RuntimeError("model not loaded")
+
+    components, click = _start_click(fake_webui, broken_host)
+    previews, chart, message = _click(components, click, image_folder="/nowhere")
+    assert (previews, chart) == ([], None) and "model not loaded" in message
