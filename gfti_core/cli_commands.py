@@ -110,7 +110,7 @@ def _replace_config(state: RunState, cfg) -> RunState:
     return with_settings(state, **changed)
 
 
-def _run(state: RunState, backend, state_path: Path) -> RunState:
+def _run(state: RunState, backend, state_path: Path, on_generation=None) -> RunState:
     from tqdm import tqdm
 
     cfg = state.config
@@ -120,6 +120,8 @@ def _run(state: RunState, backend, state_path: Path) -> RunState:
         def report(r):
             bar.update(1)
             bar.set_postfix(best=f"{r.best_ever:.5f}", mean=f"{r.mean:.5f}")
+            if on_generation:
+                on_generation(r)
 
         save_state(state, state_path)  # before any generation: an unwritable folder fails now, not at the end
         while state.generation < cfg.generations and not stop[0]:
@@ -139,7 +141,7 @@ def _kept(exc: GFTIError, state: RunState, state_path: Path) -> GFTIError:
                      f"--resume {state_path}")
 
 
-def _write_outputs(state: RunState, backend, args, out: Path) -> None:
+def _write_outputs(state: RunState, backend, args, out: Path) -> tuple[Path, dict]:
     vectors, choice = final_vectors(state, backend)
     log.info("final vector: %s", choice)
     meta = {"gfti.steps": state.generation, "gfti.evaluations": state.forward_rows,
@@ -153,6 +155,7 @@ def _write_outputs(state: RunState, backend, args, out: Path) -> None:
     log.info("wrote %s and %s", path, chart)
     if args.preview:
         _write_preview(state, backend, vectors, args.preview, out.with_name(out.stem + ".preview.png"))
+    return path, choice
 
 
 def _write_preview(state: RunState, backend, vectors, count: int, path: Path) -> None:
@@ -164,19 +167,31 @@ def _write_preview(state: RunState, backend, vectors, count: int, path: Path) ->
     log.info("wrote %s", path)
 
 
+def default_state_path(out: Path) -> Path:
+    """Where a run's state is kept unless --state says otherwise: beside its embedding."""
+    return out.with_name(out.stem + ".state.safetensors")
+
+
 def train(args) -> int:
+    run_train(args)
+    return 0
+
+
+def run_train(args, on_generation=None) -> tuple[Path, dict]:
+    """`gfti train`'s whole run (also each concept of `gfti batch`) → (embedding file, final_vectors' report).
+    `on_generation(GenerationReport)` is called after every generation."""
     out = embedding_path(args.out, args.format)  # the name actually written: check it before any work
     _check_output_free(out, args.overwrite)
     backend, _ = _backend(args)
     state = _new_or_resumed(args, backend)
-    state_path = Path(args.state or args.resume or out.with_name(out.stem + ".state.safetensors"))
-    state = _run(state, backend, state_path)
+    state_path = Path(args.state or args.resume or default_state_path(out))
+    state = _run(state, backend, state_path, on_generation)
     try:
-        _write_outputs(state, backend, args, out)
+        written = _write_outputs(state, backend, args, out)
     except GFTIError as exc:  # read-only or full folder, or another run took the name: the run is not lost
         raise _kept(exc, state, state_path) from exc
     log.info("run state: %s (continue with --resume %s)", state_path, state_path)
-    return 0
+    return written
 
 
 def _token_in_prompt(prompt: str, token: str) -> str:

@@ -22,7 +22,7 @@ from PIL import Image, ImageOps
 from .errors import GFTIError, ImageInputError
 from .safe_io import display_path
 
-__all__ = ["IMAGE_SUFFIXES", "ImageSet", "load_image_folder"]
+__all__ = ["IMAGE_SUFFIXES", "ImageSet", "list_images", "load_image_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def load_image_folder(folder: os.PathLike | str, resolution: int, *, max_images:
     if not str(folder).strip():  # Path("") is the working directory: never train on whatever lies there
         raise ImageInputError("no image folder given; enter the path of a folder with 3-20 training images")
     folder = Path(folder)
-    paths = _list_images(folder)
+    paths = list_images(folder)
     if len(paths) > max_images:
         raise ImageInputError(f"{display_path(folder)} holds {len(paths)} images, more than max_images={max_images}; "
                               "keep the 3–20 best images or raise the limit")
@@ -102,7 +102,7 @@ def _check_resolution(resolution: int) -> None:
                               f"{MIN_RESOLUTION} and {MAX_RESOLUTION} (512 for SD1, 1024 for SDXL)")
 
 
-def _list_images(folder: Path) -> list[Path]:
+def list_images(folder: Path) -> list[Path]:
     """Image files directly in `folder`, by name; raises with the fix when there are none."""
     fix = _FIX.format(folder=display_path(folder))
     if not folder.exists():

@@ -34,3 +34,18 @@ def test_no_host_import_statements_in_source():
     offenders = [f"{p}:{i}" for p in (ROOT / "gfti_core").rglob("*.py")
                  for i, line in enumerate(p.read_text().splitlines(), 1) if line.strip().startswith(pattern)]
     assert not offenders, offenders
+
+
+FACES = ("__init__.py", "nodes", "gfti_webui", "scripts")  # ComfyUI pack, A1111/Forge extension
+
+
+def test_only_gfti_batch_imports_ray():
+    """Ray is the batch command's optional extra: every gfti_core module imports with Ray unimportable, and no
+    ComfyUI or A1111/Forge file imports it (nor the batch modules that would)."""
+    blocked = SCRIPT.replace(repr(HOSTS), repr(["ray"]))
+    out = subprocess.run([sys.executable, "-c", blocked], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    files = [p for face in FACES for p in ((ROOT / face).rglob("*.py") if (ROOT / face).is_dir() else [ROOT / face])]
+    offenders = [f"{p}:{i}" for p in files for i, line in enumerate(p.read_text().splitlines(), 1)
+                 if line.strip().startswith(("import ray", "from ray", "from gfti_core.batch", "from gfti_core import batch"))]
+    assert len(files) > 5 and not offenders, offenders
