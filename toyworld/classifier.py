@@ -18,7 +18,7 @@ HEADS = {"shape": list(SHAPES), "colour": list(COLOURS), "background": list(BACK
 
 
 class ToyClassifier(nn.Module):
-    def __init__(self, width: int = 24):
+    def __init__(self, width: int = 24, heads: dict[str, list[str]] | None = None):
         super().__init__()
         # Strided stem: 64 -> 32 px at once; shapes stay recognisable and it is 4x cheaper on CPU.
         chans = [width, 2 * width, 64, 96]
@@ -26,7 +26,8 @@ class ToyClassifier(nn.Module):
         for cin, cout in zip(chans[:-1], chans[1:]):
             layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
         self.features = nn.Sequential(*layers)  # 32 -> 4 px
-        self.heads = nn.ModuleDict({k: nn.Linear(chans[-1], len(v)) for k, v in HEADS.items()})
+        self.names = heads or HEADS
+        self.heads = nn.ModuleDict({k: nn.Linear(chans[-1], len(v)) for k, v in self.names.items()})
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x: [B,3,64,64] in [0,1] -> logits per head."""
@@ -34,10 +35,12 @@ class ToyClassifier(nn.Module):
         return {k: head(h) for k, head in self.heads.items()}
 
 
-def load_classifier(path: Path = WEIGHTS, device="cpu") -> ToyClassifier:
+def load_classifier(path: Path = WEIGHTS, device="cpu", heads: dict[str, list[str]] | None = None,
+                    world: str = "shapes") -> ToyClassifier:
     if not Path(path).exists():
-        raise FileNotFoundError(f"classifier weights missing: {path}; run `python -m toyworld.train_classifier`")
-    model = ToyClassifier()
+        raise FileNotFoundError(f"classifier weights missing: {path}; run "
+                                f"`python -m toyworld.train_classifier --world {world}`")
+    model = ToyClassifier(heads=heads)
     model.load_state_dict(load_file(str(path)))
     return model.to(device).eval()
 
@@ -47,14 +50,14 @@ def save_classifier(model: ToyClassifier, path: Path = WEIGHTS) -> None:
 
 
 @torch.no_grad()
-def predict(images: torch.Tensor, model: ToyClassifier | None = None) -> dict[str, list[str]]:
-    """images: [B,3,64,64] in [0,1] (resized if another size) -> names per head."""
+def predict(images: torch.Tensor, model: ToyClassifier | None = None, size: int = 64) -> dict[str, list[str]]:
+    """images: [B,3,H,W] in [0,1] (resized to the classifier's `size`) -> names per head."""
     model = model or _cached_model()
     images = images.float().to(next(model.parameters()).device)
-    if images.shape[-1] != 64:
-        images = F.interpolate(images, size=(64, 64), mode="bilinear", antialias=True, align_corners=False)
+    if images.shape[-1] != size:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     logits = model(images)
-    return {k: [HEADS[k][i] for i in v.argmax(dim=1).tolist()] for k, v in logits.items()}
+    return {k: [model.names[k][i] for i in v.argmax(dim=1).tolist()] for k, v in logits.items()}
 
 
 _MODEL: ToyClassifier | None = None

@@ -13,27 +13,26 @@ import torch
 
 from gfti_core.safe_io import atomic_write_bytes
 
-from .classifier import predict
-from .concepts import HELD_OUT_CONCEPTS
+from .classifier import load_classifier, predict
 from .scenes import article
+from .worlds import PACKAGE, World, get_world
 
 log = logging.getLogger(__name__)
 
-# Seen (shape, colour) pairs, one per shape, for comparison with the held-out ones.
-TRAINING_COMBOS = (("circle", "red"), ("square", "green"), ("triangle", "yellow"),
-                   ("star", "blue"), ("ring", "white"), ("cross", "cyan"))
 EVAL_SECTION = "## Obeys text (toyworld/evaluate.py)"
 
 
 @torch.no_grad()
 def generate(pipe, prompts, n: int = 4, seed: int = 0, steps: int = 20, guidance: float = 4.0,
              negative_prompt: str | None = None) -> torch.Tensor:
-    """n images per prompt, fixed seed, on the pipeline's device -> [len(prompts)*n,3,64,64] in [0,1]."""
+    """n images per prompt, fixed seed, on the pipeline's device -> [len(prompts)*n,3,S,S] in [0,1]
+    (S: the model's own resolution)."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     gen = torch.Generator("cpu").manual_seed(seed)
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     out = pipe(prompts, num_images_per_prompt=n, num_inference_steps=steps, guidance_scale=guidance,
                negative_prompt=[negative_prompt] * len(prompts) if negative_prompt else None,
-               height=64, width=64, generator=gen, output_type="pt")
+               height=size, width=size, generator=gen, output_type="pt")
     return out.images.float().cpu().clamp(0, 1)
 
 
@@ -41,12 +40,13 @@ def obj_words(shape: str, colour: str) -> str:
     return f"{article(colour)} {colour} {shape}"
 
 
-def score(pipe, combos, n, seed, steps, guidance, background: str | None = None) -> dict:
+def score(pipe, combos, n, seed, steps, guidance, background: str | None = None,
+          world: World | None = None) -> dict:
     """Share of images whose classified shape and colour (and background, if asked) are right."""
-    suffix = f" on {article(background)} {background} background" if background else ""
-    prompts = [f"a photo of {obj_words(s, c)}{suffix}" for s, c in combos]
+    world = world or get_world()
+    prompts = [world.prompt(s, c, background) for s, c in combos]
     images = generate(pipe, prompts, n=n, seed=seed, steps=steps, guidance=guidance)
-    pred = predict(images)
+    pred = predict(images, world_classifier(world), size=64 if world.name == "shapes" else world.image_size)
     per_prompt, hits, hits_bg = {}, 0, 0
     for i, (shape, colour) in enumerate(combos):
         sl = slice(i * n, (i + 1) * n)
@@ -62,24 +62,37 @@ def score(pipe, combos, n, seed, steps, guidance, background: str | None = None)
             "per_prompt": per_prompt, "n": total, **shares}
 
 
-def obeys_text(pipe, n: int = 8, seed: int = 0, steps: int = 20, guidance: float = 4.0) -> dict:
+_CLASSIFIERS: dict[str, object] = {}
+
+
+def world_classifier(world: World):
+    """The world's own classifier, loaded once per process."""
+    if world.name not in _CLASSIFIERS:
+        _CLASSIFIERS[world.name] = load_classifier(world.classifier_weights, heads=world.heads, world=world.name)
+    return _CLASSIFIERS[world.name]
+
+
+def obeys_text(pipe, n: int = 8, seed: int = 0, steps: int = 20, guidance: float = 4.0,
+               world: World | None = None) -> dict:
+    world = world or get_world()
     kw = dict(n=n, seed=seed, steps=steps, guidance=guidance)
-    return {"training_combos": score(pipe, TRAINING_COMBOS, **kw),
-            "held_out": score(pipe, HELD_OUT_CONCEPTS, **kw),
-            "held_out_green": score(pipe, HELD_OUT_CONCEPTS, background="green", **kw),
-            "settings": kw}
+    return {"training_combos": score(pipe, world.training_combos, world=world, **kw),
+            "held_out": score(pipe, world.held_out, world=world, **kw),
+            "held_out_new_context": score(pipe, world.held_out, background=world.new_context, world=world, **kw),
+            "settings": kw, "world": world.name}
 
 
 def report(result: dict) -> str:
-    s = result["settings"]
+    s, world = result["settings"], get_world(result.get("world", "shapes"))
     lines = [EVAL_SECTION, "",
              f"DDIM {s['steps']} steps, guidance {s['guidance']}, {s['n']} images per prompt, seed {s['seed']}; "
-             "judged by `toyworld/classifier.py`.", "",
+             f"judged by `{world.classifier_weights.relative_to(PACKAGE.parent)}`.", "",
              "| prompts | shape+colour right | + background right | shape right | colour right |",
              "|---|---|---|---|---|"]
-    names = {"training_combos": "training combos, `a photo of a <colour> <shape>`",
-             "held_out": "held-out concepts, `a photo of a <colour> <shape>`",
-             "held_out_green": "held-out concepts, `... on a green background`"}
+    example = world.prompt("<shape>", "<colour>")
+    names = {"training_combos": f"training combos, `{example}`",
+             "held_out": f"held-out concepts, `{example}`",
+             "held_out_new_context": f"held-out concepts, `{world.prompt('<shape>', '<colour>', world.new_context)}`"}
     for key, name in names.items():
         r = result[key]
         bg = "" if r["with_background"] is None else f"{r['with_background']:.0%}"
@@ -103,10 +116,11 @@ def write_report(text: str, model_dir: Path) -> None:
 
 
 def main(argv=None):
-    from . import MODEL_DIR, load_pipeline
+    from . import load_pipeline
 
     p = argparse.ArgumentParser()
-    p.add_argument("--model", default=str(MODEL_DIR))
+    p.add_argument("--world", choices=("shapes", "tags"), default="shapes")
+    p.add_argument("--model", default="", help="pipeline folder (default: the world's shipped model)")
     p.add_argument("--n", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=20)
@@ -116,11 +130,14 @@ def main(argv=None):
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     torch.set_num_threads(args.threads)
-    pipe = load_pipeline(model_dir=Path(args.model))
-    text = report(obeys_text(pipe, n=args.n, seed=args.seed, steps=args.steps, guidance=args.guidance))
-    print(text)
+    world = get_world(args.world)
+    model = Path(args.model or world.model_dir)
+    pipe = load_pipeline(model_dir=model)
+    text = report(obeys_text(pipe, n=args.n, seed=args.seed, steps=args.steps, guidance=args.guidance,
+                             world=world))
+    sys.stdout.write(text)
     if not args.no_write:
-        write_report(text, Path(args.model))
+        write_report(text, model)
 
 
 if __name__ == "__main__":

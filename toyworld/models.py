@@ -13,7 +13,7 @@ LATENT_SIZE = IMAGE_SIZE // VAE_FACTOR
 LATENT_CHANNELS = 4
 
 
-def build_vae(groups: int = 32) -> AutoencoderKL:
+def build_vae(groups: int = 32, image_size: int = IMAGE_SIZE) -> AutoencoderKL:
     # groups=32 on 32 channels is per-channel normalisation, which erases absolute colour
     # of flat images; fewer groups (e.g. 8) keep it. 32 is what the v1 model was trained with.
     # Three blocks = two downsamplings: 64 px -> 16x16x4 latents.
@@ -22,26 +22,28 @@ def build_vae(groups: int = 32) -> AutoencoderKL:
         down_block_types=("DownEncoderBlock2D",) * 3,
         up_block_types=("UpDecoderBlock2D",) * 3,
         block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=groups,
-        sample_size=IMAGE_SIZE)
+        sample_size=image_size)
 
 
 def build_text_encoder(vocab_size: int, bos_id: int, eos_id: int, pad_id: int,
-                       layers: int = 2, intermediate: int = 1024) -> CLIPTextModel:
+                       layers: int = 2, intermediate: int = 1024, width: int = TEXT_WIDTH,
+                       max_length: int = MODEL_MAX_LENGTH) -> CLIPTextModel:
     config = CLIPTextConfig(
-        vocab_size=vocab_size, hidden_size=TEXT_WIDTH, intermediate_size=intermediate,
-        num_hidden_layers=layers, num_attention_heads=12, max_position_embeddings=MODEL_MAX_LENGTH,
-        hidden_act="quick_gelu", projection_dim=TEXT_WIDTH,
+        vocab_size=vocab_size, hidden_size=width, intermediate_size=intermediate,
+        num_hidden_layers=layers, num_attention_heads=width // 64, max_position_embeddings=max_length,
+        hidden_act="quick_gelu", projection_dim=width,
         bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=pad_id)
     return CLIPTextModel(config)
 
 
-def build_unet(channels: tuple[int, ...], groups: int = 32) -> UNet2DConditionModel:
+def build_unet(channels: tuple[int, ...], groups: int = 32, latent_size: int = LATENT_SIZE,
+               text_width: int = TEXT_WIDTH) -> UNet2DConditionModel:
     n = len(channels)
     return UNet2DConditionModel(
-        sample_size=LATENT_SIZE, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
+        sample_size=latent_size, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
         down_block_types=("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1),
-        block_out_channels=channels, layers_per_block=1, cross_attention_dim=TEXT_WIDTH,
+        block_out_channels=channels, layers_per_block=1, cross_attention_dim=text_width,
         attention_head_dim=8, norm_num_groups=groups)
 
 

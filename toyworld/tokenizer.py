@@ -49,17 +49,19 @@ def toy_words() -> list[str]:
     return list(FUNCTION_WORDS) + list(SHAPES) + list(COLOURS) + list(BACKGROUNDS)
 
 
-def build_vocab() -> dict[str, int]:
-    """Special tokens, toy words, placeholders, then concept (or extra) words; no duplicates."""
+def build_vocab(words: list[str] | None = None) -> dict[str, int]:
+    """Special tokens, the world's caption words (default: this world's), placeholders, then concept (or
+    extra) words; no duplicates."""
     source = CONCEPT_WORDS_FILE if CONCEPT_WORDS_FILE.exists() else EXTRA_WORDS_FILE
     log.info("extra vocabulary from %s", source)
     vocab: dict[str, int] = {}
-    for word in [*SPECIAL_TOKENS, *toy_words(), *PLACEHOLDER_WORDS, *_read_words(source)]:
+    for word in [*SPECIAL_TOKENS, *(words or toy_words()), *PLACEHOLDER_WORDS, *_read_words(source)]:
         vocab.setdefault(word, len(vocab))
     return vocab
 
 
-def build_tokenizer(vocab: dict[str, int] | None = None) -> PreTrainedTokenizerFast:
+def build_tokenizer(vocab: dict[str, int] | None = None,
+                    max_length: int = MODEL_MAX_LENGTH) -> PreTrainedTokenizerFast:
     vocab = vocab or build_vocab()
     tok = Tokenizer(WordLevel(vocab, unk_token=UNK))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
@@ -73,4 +75,4 @@ def build_tokenizer(vocab: dict[str, int] | None = None) -> PreTrainedTokenizerF
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=BOS, eos_token=EOS, unk_token=UNK,
         pad_token=EOS,  # like CLIP: pad with endoftext
-        model_max_length=MODEL_MAX_LENGTH, padding_side="right")
+        model_max_length=max_length, padding_side="right")

@@ -17,16 +17,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import image_batch, spec_images, training_caption, training_specs
 from .models import build_scheduler, build_text_encoder, build_unet, build_vae, n_params
 from .save import save_pipeline, write_training_md
-from .tokenizer import build_tokenizer
+from .tokenizer import build_tokenizer, build_vocab
+from .worlds import get_world
 
 log = logging.getLogger("toyworld.train")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--world", choices=("shapes", "tags"), default="shapes",
+                   help="which measuring world to train (toyworld/worlds.py)")
     p.add_argument("--out", default="toyworld/model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1,
@@ -60,6 +62,7 @@ def parse_args(argv=None):
                    help="initial VAE posterior log-variance (e.g. -4: less latent noise early)")
     p.add_argument("--snapshot-at", type=float, default=0.5, help="save an early copy at this fraction")
     args = p.parse_args(argv)
+    args.world_spec = get_world(args.world)
     # Checked here, not when the UNet is built: that happens after minutes of VAE work and latent caching.
     if not args.unet_init and any(c % args.unet_groups for c in args.unet_channels):
         p.error(f"--unet-channels {','.join(map(str, args.unet_channels))}: every width must divide by "
@@ -93,7 +96,7 @@ def train_vae(args, rng) -> torch.nn.Module:
         from diffusers import AutoencoderKL
         vae = load_fp32(AutoencoderKL, args.vae_init)
     else:
-        vae = build_vae(groups=args.vae_groups)
+        vae = build_vae(groups=args.vae_groups, image_size=args.world_spec.image_size)
     if args.logvar_init is not None and not args.vae_init:
         with torch.no_grad():  # second half of conv_out channels is the log-variance
             vae.encoder.conv_out.bias[vae.config.latent_channels:].fill_(args.logvar_init)
@@ -102,7 +105,7 @@ def train_vae(args, rng) -> torch.nn.Module:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.vae_lr, total_steps=max(1, args.vae_steps),
                                                 pct_start=0.05)
     for step in range(args.vae_steps):  # 0 steps: keep --vae-init as it is
-        x = image_batch(rng, args.vae_batch) * 2 - 1
+        x = args.world_spec.module("data").image_batch(rng, args.vae_batch) * 2 - 1
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.sample()).sample
         # L1 keeps flat colours and edges sharp; the tiny KL only keeps latents bounded.
@@ -117,23 +120,28 @@ def train_vae(args, rng) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def vae_check(vae, rng, per_concept: int = 12) -> dict[str, float]:
+def vae_check(vae, rng, world, per_concept: int = 12) -> dict[str, float]:
     """Classifier accuracy (shape and colour) on VAE reconstructions of each held-out concept.
 
     The VAE bounds what the whole model can show: a concept it cannot reconstruct cannot
     be generated, whatever the text says.
     """
-    from .classifier import predict
-    from .concepts import HELD_OUT_CONCEPTS, concept_words
+    from .classifier import load_classifier, predict
 
-    specs = [(s, c, b) for s, c in HELD_OUT_CONCEPTS for b in ("black", "gray", "navy", "brown")]
-    images = spec_images(specs, per_concept // 4, rng).flatten(0, 1)
+    if not world.classifier_weights.exists():
+        log.warning("no classifier at %s yet: VAE reconstructions not judged", world.classifier_weights)
+        return {}
+    model = load_classifier(world.classifier_weights, heads=world.heads, world=world.name)
+    backgrounds = [b for b in world.heads["background"] if b != world.new_context][:4]
+    specs = [(s, c, b) for s, c in world.held_out for b in backgrounds]
+    per = max(1, per_concept // len(backgrounds))
+    images = world.module("data").spec_images(specs, per, rng).flatten(0, 1)
     recon = (vae.decode(vae.encode(images * 2 - 1).latent_dist.mean).sample.clamp(-1, 1) + 1) / 2
-    pred = predict(recon)
-    truth = [(s, c) for s, c, _ in specs for _ in range(per_concept // 4)]
+    pred = predict(recon, model, size=world.image_size)
+    truth = [(s, c) for s, c, _ in specs for _ in range(per)]
     right = [(s, c) == t for s, c, t in zip(pred["shape"], pred["colour"], truth)]
-    acc = {concept_words(k): float(np.mean([r for r, t in zip(right, truth) if t == k]))
-           for k in HELD_OUT_CONCEPTS}
+    acc = {f"{c} {s}": float(np.mean([r for r, t in zip(right, truth) if t == (s, c)]))
+           for s, c in world.held_out}
     log.info("VAE reconstruction, classifier shape+colour right: %s (mean %.2f)", acc, np.mean(right))
     return acc
 
@@ -141,7 +149,7 @@ def vae_check(vae, rng, per_concept: int = 12) -> dict[str, float]:
 @torch.no_grad()
 def cache_latents(vae, specs, args, rng) -> torch.Tensor:
     """Encode per-spec images once (posterior mean) and set the VAE's scaling_factor."""
-    images = spec_images(specs, args.per_spec, rng).flatten(0, 1) * 2 - 1
+    images = args.world_spec.module("data").spec_images(specs, args.per_spec, rng).flatten(0, 1) * 2 - 1
     means, mse = [], []
     for chunk in images.split(256):
         mean = vae.encode(chunk).latent_dist.mean
@@ -165,7 +173,7 @@ def sample_batch(latents, specs, tokenizer, args, rng):
         if drop:
             captions.append("")
         else:
-            captions.append(training_caption(specs[i], rng, args.held_out_captions))
+            captions.append(args.world_spec.module("data").training_caption(specs[i], rng, args.held_out_captions))
     pick = rng.integers(latents.shape[1], size=(args.groups, args.group_size))
     x0 = latents[torch.as_tensor(idx)[:, None], torch.as_tensor(pick)].flatten(0, 1)
     ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
@@ -234,10 +242,14 @@ def diffusion_models(tokenizer, args):
         if trained_for != args.prediction:
             raise SystemExit(f"--unet-init {folder} predicts {trained_for}; pass --prediction {trained_for}")
         return load_fp32(UNet2DConditionModel, folder / "unet").train(), text_encoder.train()
+    world = args.world_spec
     text_encoder = build_text_encoder(len(tokenizer), tokenizer.bos_token_id,
                                       tokenizer.eos_token_id, tokenizer.pad_token_id,
-                                      layers=2, intermediate=256)
-    return build_unet(args.unet_channels, groups=args.unet_groups), text_encoder
+                                      layers=2, intermediate=256, width=world.text_width,
+                                      max_length=world.max_length)
+    unet = build_unet(args.unet_channels, groups=args.unet_groups, latent_size=world.image_size // 4,
+                      text_width=world.text_width)
+    return unet, text_encoder
 
 
 def train_diffusion(vae, tokenizer, latents, specs, args, rng, on_snapshot):
@@ -287,11 +299,12 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     out = Path(args.out)
     t_start = time.time()
-    tokenizer = build_tokenizer()
+    world = args.world_spec
+    tokenizer = build_tokenizer(build_vocab(list(world.caption_words)), world.max_length)
     vae = train_vae(args, rng)
     t_vae = time.time() - t_start
-    specs = training_specs()
-    recon_acc = vae_check(vae, np.random.default_rng(args.seed + 1))
+    specs = world.module("data").training_specs()
+    recon_acc = vae_check(vae, np.random.default_rng(args.seed + 1), world)
     latents = cache_latents(vae, specs, args, rng)
 
     def snapshot(unet, text_encoder, step):
@@ -310,7 +323,8 @@ def main(argv=None):
                 vae_init=args.vae_init, unet_init=args.unet_init, lr=args.lr, vae_recon_accuracy=recon_acc,
                 held_out_captions=args.held_out_captions, prediction=args.prediction,
                 unet_channels=list(args.unet_channels), unet_groups=args.unet_groups,
-                max_length=tokenizer.model_max_length)
+                max_length=tokenizer.model_max_length, world=world.name, text_width=world.text_width,
+                image_size=world.image_size)
     (out / "training_info.json").write_text(json.dumps(info, indent=2))
     write_training_md(out, info)
     log.info("done: %s", info)

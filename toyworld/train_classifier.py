@@ -15,17 +15,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .classifier import HEADS, WEIGHTS, ToyClassifier, save_classifier
-from .scenes import render_scene, sample_scene, to_array
+from .classifier import ToyClassifier, save_classifier
+from .worlds import World, get_world
 
 log = logging.getLogger("toyworld.train_classifier")
 
 
-def labelled_batch(rng: np.random.Generator, n: int):
+def labelled_batch(rng: np.random.Generator, n: int, world: World | None = None):
     """n fresh generator images (all shape/colour pairs, held-out ones included) and labels."""
-    scenes = [sample_scene(rng) for _ in range(n)]
-    x = torch.from_numpy(np.stack([to_array(render_scene(s)) for s in scenes]))
-    y = {k: torch.tensor([HEADS[k].index(getattr(s, k)) for s in scenes]) for k in HEADS}
+    world = world or get_world()
+    scenes = [world.sample_scene(rng) for _ in range(n)]
+    x = torch.from_numpy(np.stack([world.render(s) for s in scenes]))
+    y = {k: torch.tensor([names.index(getattr(s, k)) for s in scenes]) for k, names in world.heads.items()}
     return x, y
 
 
@@ -53,25 +54,26 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def loss_fn(logits, y):
-    return sum(F.cross_entropy(logits[k], y[k]) for k in HEADS)
+    return sum(F.cross_entropy(logits[k], y[k]) for k in y)
 
 
 @torch.no_grad()
-def accuracy(model, rng, n=1000, gen=None) -> dict[str, float]:
+def accuracy(model, rng, n=1000, gen=None, world: World | None = None) -> dict[str, float]:
     """Accuracy per head (and all three right) on fresh images, augmented if gen is given."""
     model.eval()
-    x, y = labelled_batch(rng, n)
+    x, y = labelled_batch(rng, n, world)
     if gen is not None:
         x = augment(x, gen)
     pred = {k: v.argmax(1) for k, v in model(x).items()}
-    ok = {k: pred[k] == y[k] for k in HEADS}
-    out = {k: ok[k].float().mean().item() for k in HEADS}
+    ok = {k: pred[k] == y[k] for k in y}
+    out = {k: ok[k].float().mean().item() for k in y}
     out["all"] = (ok["shape"] & ok["colour"] & ok["background"]).float().mean().item()
     return out
 
 
 def main(argv=None):
     p = argparse.ArgumentParser()
+    p.add_argument("--world", choices=("shapes", "tags"), default="shapes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch", type=int, default=64)
@@ -83,8 +85,9 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     rng, gen = np.random.default_rng(args.seed), torch.Generator().manual_seed(args.seed)
     t0 = time.time()
-    pool_x, pool_y = labelled_batch(rng, args.pool)
-    model = ToyClassifier()
+    world = get_world(args.world)
+    pool_x, pool_y = labelled_batch(rng, args.pool, world)
+    model = ToyClassifier(heads=world.heads)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=args.steps, pct_start=0.1)
     for step in range(args.steps):
@@ -99,10 +102,11 @@ def main(argv=None):
         if step % 100 == 0:
             log.info("step %d loss %.4f %.0fs", step, loss.item(), time.time() - t0)
     eval_rng = np.random.default_rng(args.seed + 12345)
-    log.info("clean accuracy on fresh images: %s", accuracy(model, eval_rng))
-    log.info("augmented accuracy on fresh images: %s", accuracy(model, eval_rng, gen=gen))
-    save_classifier(model.eval())
-    log.info("saved %s (%.2f MB) in %.1f min", WEIGHTS, WEIGHTS.stat().st_size / 1e6, (time.time() - t0) / 60)
+    log.info("clean accuracy on fresh images: %s", accuracy(model, eval_rng, world=world))
+    log.info("augmented accuracy on fresh images: %s", accuracy(model, eval_rng, gen=gen, world=world))
+    weights = world.classifier_weights
+    save_classifier(model.eval(), weights)
+    log.info("saved %s (%.2f MB) in %.1f min", weights, weights.stat().st_size / 1e6, (time.time() - t0) / 60)
 
 
 if __name__ == "__main__":
