@@ -28,16 +28,24 @@ def run_batch(args) -> int:
     from .cli import given_config
 
     device = _device(args.device, args.gpus_per_task)
+    if (args.workers is not None and args.workers < 1) or args.retries < 0:
+        raise GFTIError("--workers must be 1 or more and --retries 0 or more")
     concepts = read_manifest(args.manifest, given_config(args))  # every row checked before any work starts
     out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GFTIError(f"cannot create --out-dir {out_dir} ({exc.strerror}); choose a writable folder") from exc
     jobs = [_job(c, args, device, out_dir) for c in concepts]
     todo = [j for j in jobs if not Path(j["out"]).exists()]
     results = {j["token"]: {"token": j["token"], "status": "skipped", "file": j["out"]} for j in jobs if j not in todo}
     for token in results:
         log.info("%s: already finished (%s exists), skipped", token, results[token]["file"])
     if todo:
-        results.update(_run_on_ray(todo, args, len(jobs) - len(todo)))
+        try:
+            results.update(_run_on_ray(todo, args, len(jobs) - len(todo)))
+        except KeyboardInterrupt:
+            return 130  # _schedule said what was kept and how to resume
     log.info("%s", summary_table([results[j["token"]] for j in jobs]))
     return 1 if any(r["status"] == "failed" for r in results.values()) else 0
 

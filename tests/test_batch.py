@@ -183,3 +183,18 @@ def test_manifest_cells_override_flags_and_keep_types(tmp_path):
     a, b = read_manifest(path, {"popsize": 6, "sigma": 1.0})
     assert a.given == {"popsize": 6, "sigma": 0.25, "num_vectors": 2, "flip": False, "token": "sks-a"}
     assert b.given == {"popsize": 6, "sigma": 1.0, "token": "sks-b"} and b.images == tmp_path / "good"
+
+
+@pytest.mark.parametrize("flags,expect", [
+    (["--gpus-per-task", "2"], "outside 0..1"),
+    (["--device", "cuda"], "needs --gpus-per-task"),
+    (["--workers", "0"], "--workers must be 1 or more"),
+])
+def test_bad_flags_are_one_clear_line(flags, expect, tmp_path, caplog):
+    _concept_folder(tmp_path, "good", 0)
+    path = tmp_path / "m.csv"
+    path.write_text("images,token\ngood,sks-a\n")
+    with caplog.at_level(logging.ERROR):
+        assert main(["batch", str(path), "--model", "toy", "--out-dir", str(tmp_path / "out"), *flags]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and expect in errors[0], errors
