@@ -14,6 +14,7 @@ from .chart import image_grid, render_loss_chart, tensor_to_pil
 from .engine import RunState, final_vectors, run_generations, start_run
 from .errors import GFTIError, OutputExistsError, StateFileError
 from .formats import Embedding, describe, embedding_path, read_embedding, write_embedding
+from .holdout import describe_early_stop, describe_holdout, stalled
 from .init_vectors import describe_start
 from .safe_io import atomic_write
 from .state_io import is_state_file, load_state, save_state
@@ -119,12 +120,15 @@ def _run(state: RunState, backend, state_path: Path, on_generation=None) -> RunS
     with stop_on_ctrl_c() as stop, tqdm(total=cfg.generations, initial=state.generation, unit="gen") as bar:
         def report(r):
             bar.update(1)
-            bar.set_postfix(best=f"{r.best_ever:.5f}", mean=f"{r.mean:.5f}")
+            if r.holdout_curve:  # the curve that shows learning; a generation's own mean follows its draw
+                bar.set_postfix(holdout=f"{r.holdout_curve[-1][1]:.5f}", mean=f"{r.mean:.5f}")
+            else:
+                bar.set_postfix(best=f"{r.best_ever:.5f}", mean=f"{r.mean:.5f}")
             if on_generation:
                 on_generation(r)
 
         save_state(state, state_path)  # before any generation: an unwritable folder fails now, not at the end
-        while state.generation < cfg.generations and not stop[0]:
+        while state.generation < cfg.generations and not stop[0] and not stalled(cfg, state.history):
             saved = state
             try:
                 state = run_generations(state, backend, min(every, cfg.generations - state.generation), report,
@@ -132,6 +136,8 @@ def _run(state: RunState, backend, state_path: Path, on_generation=None) -> RunS
                 save_state(state, state_path)
             except GFTIError as exc:  # a diverged model, a full disk: the last checkpoint is still on disk
                 raise _kept(exc, saved, state_path) from exc
+    if describe_early_stop(cfg, state.history):
+        log.info("%s", describe_early_stop(cfg, state.history))
     return state
 
 
@@ -224,6 +230,7 @@ def info(args) -> int:
         state = load_state(args.file)
         print(f"GFTI run state: token {state.config.token!r}, {state.family}, generation {state.generation}, "
               f"best loss {state.best_loss:.6g}, {state.forward_rows} denoiser rows")
+        print(describe_holdout(state.history))
         return 0
     print(describe(read_embedding(args.file)))
     return 0

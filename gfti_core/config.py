@@ -109,6 +109,13 @@ class InversionConfig:
                                group="search")
     holdout_samples: int = _opt(32, "fixed draws used to pick the final vector (best-ever, mean or tail mean)", lo=1,
                                 hi=4096, group="train")
+    holdout_every: int = _opt(3, "every N generations score the search mean on the fixed hold-out draw (the one "
+                              "that picks the final vector): the loss curve that falls when the token learns, since "
+                              "each generation's own losses follow its fresh draw. Each evaluation costs "
+                              "holdout_samples rows; 3 adds 8 percent to the default run's denoiser rows (BENCHMARKS.md) "
+                              "(0 = off)", lo=0, hi=100000, group="progress")
+    early_stop: int = _opt(0, "stop when the hold-out loss has not improved for this many evaluations in a row "
+                           "(0 = run every generation; needs holdout_every)", lo=0, hi=100000, group="progress")
     seed: int = _opt(0, "seed for every random draw of the run", lo=0, hi=2**31 - 1, group="train")
     batch_rows: int = _opt(0, "max rows per denoiser call (0 = let the backend decide)", lo=0, hi=65536,
                            group="device")
@@ -169,5 +176,8 @@ def validate(cfg: InversionConfig) -> None:
     if cfg.mirrored and cfg.optimizer == "zo-adam":
         raise ConfigError("mirrored=True applies to cma/sep-cma; zo-adam already samples in ± pairs "
                           "(turn mirrored off or pick another optimizer)")
+    if cfg.early_stop and not cfg.holdout_every:
+        raise ConfigError(f"early_stop={cfg.early_stop} watches the hold-out loss, which holdout_every=0 turns off; "
+                          "set holdout_every (e.g. 3) or early_stop=0")
     if not cfg.token.strip():
         raise ConfigError("token is empty; give the new word a name such as 'my-cat'")

@@ -22,6 +22,7 @@ from .chart import image_grid, render_loss_chart, tensor_to_pil
 from .config import InversionConfig
 from .engine import final_vectors, run_generations, start_run
 from .formats import Embedding, write_embedding
+from .holdout import describe_early_stop, describe_holdout
 from .images import load_image_folder
 from .safe_io import atomic_write
 from .state_io import save_state
@@ -63,13 +64,14 @@ def run(out: Path, generations: int, preview: int) -> None:
     state = start_run(backend, cfg, images.images)
     log.info("init: %s", state.init_info)
     state = run_generations(state, backend, cfg.generations, _progress)
+    log.info("%s", describe_early_stop(cfg, state.history) or describe_holdout(state.history))
     vectors, choice = final_vectors(state, backend)
     out.mkdir(parents=True, exist_ok=True)
     write_embedding(out / "gfti-demo.safetensors", Embedding(vectors, "gfti-demo", {
         "gfti.steps": str(state.generation), "gfti.evaluations": str(state.forward_rows),
         "gfti.model_name": "gfti-toy", "gfti.config": cfg.to_json()}), overwrite=True)
     save_state(state, out / "gfti-demo.state.safetensors")
-    chart = render_loss_chart(state.history, title="GFTI demo: loss per generation")
+    chart = render_loss_chart(state.history, title="GFTI demo")
     atomic_write(out / "loss.png", lambda tmp: chart.save(tmp, format="PNG"), overwrite=True)
     prompt = f"a photo of {PLACEHOLDER}"
     learned = backend.generate(prompt, vectors, num_images=preview, seed=1)

@@ -19,8 +19,9 @@ import torch
 from .backend import PLACEHOLDER, Backend
 from .config import ConfigError, InversionConfig
 from .context import auto_context, planned_context_rows
+from .holdout import holdout_draw, is_due, score, stalled
 from .init_vectors import initial_vectors, planned_init_rows, ranked_word_vectors
-from .objective import Cancelled, Evaluator, TrainingSet, draw_samples, generation_generator
+from .objective import Cancelled, Draw, Evaluator, TrainingSet, draw_samples, generation_generator
 from .optim import Optimizer, OptimizerSpec, replay, sanitize_fitness
 from .polish import polish
 from .start_progress import StartProgress, StartTracker
@@ -42,6 +43,8 @@ class GenerationReport:
     step_size: float
     forward_rows: int       # denoiser rows evaluated in the whole run
     seconds: float          # wall time of this generation
+    holdout: float | None = None  # the search mean's hold-out loss, on generations that score it
+    holdout_curve: tuple[tuple[int, float], ...] = ()  # every (generation, hold-out loss) of the run so far
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ class RunState:
     data: TrainingSet
     opt_spec: OptimizerSpec
     opt_fitness: np.ndarray                  # [g, P] fitness told since the last re-centre
-    history: dict[str, list[float]]          # HISTORY_KEYS -> one value per generation (whole run)
+    history: dict[str, list]                 # HISTORY_KEYS -> one value per generation (whole run);
+                                             # "holdout" -> [generation, loss] per evaluation (holdout.py)
     best_vectors: dict[str, torch.Tensor]    # encoder -> [N, D], lowest single-generation loss so far
     best_loss: float
     init_info: dict
@@ -163,7 +167,7 @@ def start_run(backend: Backend, cfg: InversionConfig, images: torch.Tensor,
     info["init_forward_rows"] = evaluator.forward_rows
     tracker.finish()
     return RunState(cfg, backend.family, {e.name: e.width for e in backend.encoders}, backend.model_name,
-                    subspace, data, spec, np.zeros((0, cfg.popsize)), {k: [] for k in HISTORY_KEYS},
+                    subspace, data, spec, np.zeros((0, cfg.popsize)), {**{k: [] for k in HISTORY_KEYS}, "holdout": []},
                     {k: v.clone() for k, v in subspace.origin.items()}, float("inf"), info)
 
 
@@ -193,24 +197,49 @@ def run_generations(state: RunState, backend: Backend, generations: int,
                     on_generation: Callable[[GenerationReport], None] | None = None,
                     should_stop: Callable[[], bool] | None = None) -> RunState:
     """Advance the run by up to `generations`; returns the state after the last *complete* generation
-    (a cancel inside a generation discards only that generation)."""
+    (a cancel inside a generation discards only that generation). With `early_stop` it returns as soon as the
+    hold-out loss has not improved for that many evaluations (`holdout.stalled`; every face reads the same)."""
     should_stop = should_stop or (lambda: False)
     opt, target = state.optimizer(), state.generation + generations
     evaluator = Evaluator(backend, state.data, state.config.batch_rows, should_stop)
     evaluator.forward_rows = state.forward_rows
+    draw = holdout_draw(state.data, state.config) if state.config.holdout_every else None
     state = dataclasses.replace(state, live=None)  # intermediate states must not carry a stale cache
-    while state.generation < target and not should_stop():
+    try:
+        state = _scored_on_holdout(state, opt, evaluator, draw)  # the start vector, or a point a cancel skipped
+    except Cancelled:
+        return state
+    while state.generation < target and not should_stop() and not stalled(state.config, state.history):
         started = time.perf_counter()
         try:
             state = _one_generation(state, opt, evaluator)
+            state = _scored_on_holdout(state, opt, evaluator, draw)
         except Cancelled:
-            return state  # `opt` has asked without telling: it no longer matches the state, drop it
+            return state  # `opt` may have asked without telling: it may not match the state, drop it
         if on_generation:
-            h = state.history
-            on_generation(GenerationReport(state.generation, target, h["best"][-1], h["mean"][-1],
-                                           state.best_loss, h["step_size"][-1], state.forward_rows,
-                                           time.perf_counter() - started))
+            on_generation(_report(state, target, time.perf_counter() - started))
     return dataclasses.replace(state, live=opt)
+
+
+def _report(state: RunState, target: int, seconds: float) -> GenerationReport:
+    h = state.history
+    curve = tuple((int(g), float(v)) for g, v in h["holdout"])
+    holdout = curve[-1][1] if curve and curve[-1][0] == state.generation else None
+    return GenerationReport(state.generation, target, h["best"][-1], h["mean"][-1], state.best_loss,
+                            h["step_size"][-1], state.forward_rows, seconds, holdout, curve)
+
+
+def _scored_on_holdout(state: RunState, opt: Optimizer, evaluator: Evaluator, draw: Draw | None) -> RunState:
+    """The state with the search mean's hold-out loss appended when this generation is due (holdout.py).
+    Its rows count in the run's forward rows, like every other denoiser row."""
+    points = state.history.get("holdout", [])
+    if draw is None or not is_due(state.config, state.generation, points):
+        return state
+    mean = {k: v[0] for k, v in state.subspace.decode(torch.as_tensor(opt.mean[None])).items()}
+    history = {**state.history, "holdout": [*points, [state.generation, score(evaluator, mean, draw)]]}
+    if state.generation:
+        history["forward_rows"] = [*history["forward_rows"][:-1], float(evaluator.forward_rows)]
+    return dataclasses.replace(state, history=history)
 
 
 def _one_generation(state: RunState, opt: Optimizer, evaluator: Evaluator) -> RunState:
@@ -247,9 +276,7 @@ def final_vectors(state: RunState, backend: Backend, *,
     candidates.update({"best-ever": state.best_vectors, "init": state.subspace.origin})
     names = list(candidates)
     stacked = {enc: torch.stack([candidates[n][enc] for n in names]) for enc in state.encoders}
-    draw = draw_samples(state.data, state.config.holdout_samples,
-                        (state.config.timestep_min, state.config.timestep_max),
-                        generation_generator(state.config.seed, 10**6, stream=99))
+    draw = holdout_draw(state.data, state.config)
     evaluator = Evaluator(backend, state.data, state.config.batch_rows)  # the polish reuses its device latents
     with torch.no_grad():
         losses = evaluator.population_loss(stacked, draw)

@@ -35,6 +35,7 @@ def state_to_bytes(state: RunState) -> bytes:
         tensors[f"best.{enc}"] = state.best_vectors[enc].contiguous()
     for key in HISTORY_KEYS:
         tensors[f"history.{key}"] = torch.tensor(state.history[key], dtype=torch.float64)
+    tensors["history.holdout"] = torch.tensor(state.history.get("holdout", []), dtype=torch.float64).reshape(-1, 2)
     meta = {"gfti.state_version": STATE_VERSION, "config": state.config.to_json(), "family": state.family,
             "encoders": json.dumps(state.encoders), "model_name": state.model_name,
             "prompts": json.dumps(state.data.prompts), "init_info": json.dumps(state.init_info),
@@ -96,6 +97,7 @@ def _build(t: dict[str, torch.Tensor], meta: dict[str, str], path: Path) -> RunS
                         {str(k): float(v) for k, v in json.loads(meta["max_norm"]).items()})
     data = TrainingSet(t["data.latents"].float(), json.loads(meta["prompts"]), t.get("data.weights"))
     history = {k: t[f"history.{k}"].tolist() for k in HISTORY_KEYS}
+    history["holdout"] = _holdout_points(t.get("history.holdout"))
     fitness = t["opt.fitness"].numpy().astype(np.float64)
     _validate(cfg, encoders, spec, subspace, data, history, fitness, t)
     live = replay(spec, fitness)
@@ -105,6 +107,15 @@ def _build(t: dict[str, torch.Tensor], meta: dict[str, str], path: Path) -> RunS
     return RunState(cfg, meta["family"], encoders, meta["model_name"], subspace, data, spec, fitness, history,
                     {e: t[f"best.{e}"].float() for e in encoders}, float(meta["best_loss"]),
                     json.loads(meta["init_info"]), live)
+
+
+def _holdout_points(tensor: torch.Tensor | None) -> list[list]:
+    """[n, 2] (generation, loss) → [[int, float], ...]; states saved before the curve existed have none."""
+    if tensor is None:
+        return []
+    if tensor.dim() != 2 or tensor.shape[1] != 2 or not torch.isfinite(tensor).all():
+        raise ValueError("the hold-out curve is not finite (generation, loss) pairs")
+    return [[int(g), float(v)] for g, v in tensor.tolist()]
 
 
 def _validate(cfg, encoders, spec, subspace, data, history, fitness, t) -> None:
@@ -119,8 +130,10 @@ def _validate(cfg, encoders, spec, subspace, data, history, fitness, t) -> None:
         raise ValueError("optimiser settings do not match the subspace or the fitness history")
     if not (0 < spec.sigma < float("inf")) or not np.isfinite(fitness).all():
         raise ValueError("optimiser step size or fitness history is not a finite positive number")
-    lengths = {len(v) for v in history.values()}
+    lengths = {len(history[k]) for k in HISTORY_KEYS}
     if len(lengths) != 1 or fitness.shape[0] > lengths.pop():
         raise ValueError("history arrays have different lengths")
+    if any(not 0 <= g <= len(history["best"]) for g, _ in history["holdout"]):
+        raise ValueError("the hold-out curve names generations the run has not reached")
     if data.weights is not None and data.weights.shape[0] != data.latents.shape[0]:
         raise ValueError("loss weights do not match the latents")

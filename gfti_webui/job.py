@@ -21,6 +21,7 @@ from gfti_core.errors import GFTIError, OutputExistsError
 from gfti_core.engine import (GenerationReport, RunState, describe_choice, final_vectors, run_generations,
                               start_run)
 from gfti_core.formats import FORMAT_SUFFIXES, FORMATS, Embedding, write_embedding
+from gfti_core.holdout import describe_early_stop, stalled
 from gfti_core.images import load_image_folder
 from gfti_core.init_vectors import describe_start
 from gfti_core.safe_io import resolve_inside
@@ -99,8 +100,10 @@ class _Progress:
     def __call__(self, r: GenerationReport) -> None:
         self.history["best"].append(r.best)
         self.history["mean"].append(r.mean)
+        self.history["holdout"] = [list(point) for point in r.holdout_curve]
         self.state.job_no = r.generation
-        self.state.textinfo = f"GFTI generation {r.generation}/{r.target}: best {r.best:.5f}, mean {r.mean:.5f}"
+        holdout = f", hold-out {r.holdout_curve[-1][1]:.5f}" if r.holdout_curve else ""
+        self.state.textinfo = f"GFTI generation {r.generation}/{r.target}: mean {r.mean:.5f}{holdout}"
         if hasattr(self.state, "assign_current_image"):
             self.state.assign_current_image(render_loss_chart(self.history))
 
@@ -110,7 +113,7 @@ def train(state: RunState, backend: Backend, host: Host, opts: JobOptions, cfg: 
     progress, previews = _Progress(host.state, cfg.generations), []
     block = opts.preview_every or cfg.generations or 1
     stop = lambda: bool(getattr(host.state, "interrupted", False))  # noqa: E731
-    while state.generation < cfg.generations and not stop():
+    while state.generation < cfg.generations and not stop() and not stalled(cfg, state.history):
         state = run_generations(state, backend, min(block, cfg.generations - state.generation), progress, stop)
         if opts.preview_every and not stop():
             previews.append(preview_grid(state, host, opts, state.best_vectors, f"generation {state.generation}"))
@@ -164,6 +167,8 @@ def _message(path: Path, state: RunState, report: dict, warnings: list[str], int
     lines = [f"{head}: <code>{html.escape(str(path))}</code> — use <b>{html.escape(state.config.token)}</b> "
              f"in prompts.", f"{state.generation} generations, {state.forward_rows} denoiser rows; final vector: "
              f"{html.escape(describe_choice(report))} (held-out loss {report['holdout_loss']})."]
+    stopped = describe_early_stop(state.config, state.history)
+    lines += [html.escape(stopped)] if stopped else []
     lines += [html.escape(line) for line in describe_start(state.init_info)]
     lines += [f"note: {html.escape(w)}" for w in warnings]
     return "<br>".join(lines)

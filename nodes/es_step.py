@@ -14,6 +14,7 @@ from ..gfti_core.chart import render_loss_chart
 from ..gfti_core.config import TEMPLATE_SETS
 from ..gfti_core.context import with_context
 from ..gfti_core.engine import GenerationReport, build_training_set, run_generations, with_settings
+from ..gfti_core.holdout import describe_early_stop
 from .config_inputs import STEP_FIELDS, comfy_input, config_values, field_spec, inputs_for
 from .host import Interrupts, send_event
 from .inversion import INVERSION_TYPE, Inversion, pil_to_image
@@ -61,6 +62,8 @@ class GFTIESOptimizeStep:
         self._last = (inversion, result)
         s = state
         summary = f"generation {s.generation}, best loss {s.best_loss:.6g}, {s.forward_rows} denoiser rows"
+        stopped = describe_early_stop(s.config, s.history)
+        summary += f"; {stopped}" if stopped else ""
         return {"ui": {"text": [summary]}, "result": (result, pil_to_image(render_loss_chart(s.history)))}
 
 

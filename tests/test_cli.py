@@ -55,6 +55,8 @@ def test_train_resume_sample_info(model_dir, images, tmp_path, caplog, capsys):
     assert Image.open(grid).size[0] > 16
     assert main(["info", str(out2)]) == 0
     assert "sks-thing" in capsys.readouterr().out
+    assert main(["info", str(state_path)]) == 0  # the resumed run continued the hold-out curve (every 3)
+    assert "hold-out loss by generation: 0: " in (text := capsys.readouterr().out) and ", 3: " in text
 
 
 @pytest.mark.parametrize("case,expect", [
