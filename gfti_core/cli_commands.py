@@ -10,10 +10,11 @@ from typing import Iterator
 import torch
 
 from .backend import PLACEHOLDER
-from .chart import image_grid, render_loss_chart, tensor_to_pil
-from .engine import RunState, final_vectors, run_generations, start_run
-from .errors import GFTIError, OutputExistsError, StateFileError
-from .formats import Embedding, describe, embedding_path, read_embedding, write_embedding
+from .chart import image_grid, tensor_to_pil
+from .engine import RunState, run_generations, start_run
+from .errors import GFTIError, StateFileError
+from .finish import Target, finish_run, may_replace, output_path
+from .formats import describe, read_embedding
 from .holdout import describe_early_stop, describe_holdout, stalled
 from .init_vectors import describe_start
 from .safe_io import atomic_write
@@ -50,11 +51,6 @@ def _backend(args):
     backend = DiffusersBackend(pipe, model_name=name)
     backend.model_hash = digest
     return backend, pipe
-
-
-def _check_output_free(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} already exists; pass --overwrite or choose another --out")
 
 
 def _check_token(backend, token: str, allow: bool) -> None:
@@ -111,7 +107,8 @@ def _replace_config(state: RunState, cfg) -> RunState:
     return with_settings(state, **changed)
 
 
-def _run(state: RunState, backend, state_path: Path, on_generation=None) -> RunState:
+def _run(state: RunState, backend, state_path: Path, on_generation=None) -> tuple[RunState, bool]:
+    """Run the remaining generations, checkpointing; returns the state and whether the user stopped it."""
     from tqdm import tqdm
 
     cfg = state.config
@@ -138,7 +135,7 @@ def _run(state: RunState, backend, state_path: Path, on_generation=None) -> RunS
                 raise _kept(exc, saved, state_path) from exc
     if describe_early_stop(cfg, state.history):
         log.info("%s", describe_early_stop(cfg, state.history))
-    return state
+    return state, stop[0]
 
 
 def _kept(exc: GFTIError, state: RunState, state_path: Path) -> GFTIError:
@@ -147,21 +144,14 @@ def _kept(exc: GFTIError, state: RunState, state_path: Path) -> GFTIError:
                      f"--resume {state_path}")
 
 
-def _write_outputs(state: RunState, backend, args, out: Path) -> tuple[Path, dict]:
-    vectors, choice = final_vectors(state, backend)
-    log.info("final vector: %s", choice)
-    meta = {"gfti.steps": state.generation, "gfti.evaluations": state.forward_rows,
-            "gfti.best_loss": f"{state.best_loss:.6g}", "gfti.seed": state.config.seed,
-            "gfti.model_name": state.model_name, "gfti.model_hash": getattr(backend, "model_hash", ""),
-            "gfti.config": state.config.to_json(), "gfti.init": str(state.init_info.get("mode"))}
-    path = write_embedding(out, Embedding(vectors, state.config.token, {k: str(v) for k, v in meta.items()}),
-                           args.format, overwrite=args.overwrite)
-    chart = out.with_name(out.stem + ".loss.png")
-    atomic_write(chart, lambda tmp: render_loss_chart(state.history).save(tmp, format="PNG"), overwrite=True)
-    log.info("wrote %s and %s", path, chart)
+def _write_outputs(state: RunState, backend, args, out: Path, interrupted: bool) -> tuple[Path, dict]:
+    done = finish_run(state, backend, Target(out, args.format, args.overwrite, host="cli", chart=True),
+                      interrupted=interrupted)
+    log.info("wrote %s and %s", done.path, done.chart)
     if args.preview:
-        _write_preview(state, backend, vectors, args.preview, out.with_name(out.stem + ".preview.png"))
-    return path, choice
+        _write_preview(state, backend, done.embedding.vectors, args.preview,
+                       out.with_name(out.stem + ".preview.png"))
+    return done.path, done.choice
 
 
 def _write_preview(state: RunState, backend, vectors, count: int, path: Path) -> None:
@@ -186,14 +176,13 @@ def train(args) -> int:
 def run_train(args, on_generation=None) -> tuple[Path, dict]:
     """`gfti train`'s whole run (also each concept of `gfti batch`) → (embedding file, final_vectors' report).
     `on_generation(GenerationReport)` is called after every generation."""
-    out = embedding_path(args.out, args.format)  # the name actually written: check it before any work
-    _check_output_free(out, args.overwrite)
+    out = output_path(Target(args.out, args.format, args.overwrite))  # the name written: checked before any work
     backend, _ = _backend(args)
     state = _new_or_resumed(args, backend)
     state_path = Path(args.state or args.resume or default_state_path(out))
-    state = _run(state, backend, state_path, on_generation)
+    state, interrupted = _run(state, backend, state_path, on_generation)
     try:
-        written = _write_outputs(state, backend, args, out)
+        written = _write_outputs(state, backend, args, out, interrupted)
     except GFTIError as exc:  # read-only or full folder, or another run took the name: the run is not lost
         raise _kept(exc, state, state_path) from exc
     log.info("run state: %s (continue with --resume %s)", state_path, state_path)
@@ -210,7 +199,7 @@ def _token_in_prompt(prompt: str, token: str) -> str:
 
 def sample(args) -> int:
     out = Path(args.out)
-    _check_output_free(out, args.overwrite)
+    may_replace(out, args.overwrite)
     backend, _ = _backend(args)
     emb = read_embedding(args.embedding, expect={e.name: e.width for e in backend.encoders})
     token = emb.token or Path(args.embedding).stem

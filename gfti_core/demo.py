@@ -2,7 +2,7 @@
 the toy model's vocabulary has no single word) into a new token on the embedded toy model, on CPU, and show
 the result.
 
-Writes into --out: the embedding, the run state, a loss-curve PNG and a grid of images made with the learned
+Writes into --out: the embedding, the run state, its loss-curve PNG and a grid of images made with the learned
 token next to images made from the initialisation and the learned token in a new context ("on a green
 background", a background none of the six images has); prints fidelity and editability (toy classifier)
 before and after.
@@ -18,14 +18,13 @@ import torch
 
 from .backend import PLACEHOLDER
 from .backends.diffusers_backend import DiffusersBackend
-from .chart import image_grid, render_loss_chart, tensor_to_pil
+from .chart import image_grid, tensor_to_pil
 from .config import InversionConfig
-from .engine import final_vectors, run_generations, start_run
-from .formats import Embedding, write_embedding
+from .engine import run_generations, start_run
+from .finish import Target, finish_run
 from .holdout import describe_early_stop, describe_holdout
 from .images import load_image_folder
 from .safe_io import atomic_write
-from .state_io import save_state
 
 log = logging.getLogger("gfti.demo")
 
@@ -65,14 +64,10 @@ def run(out: Path, generations: int, preview: int) -> None:
     log.info("init: %s", state.init_info)
     state = run_generations(state, backend, cfg.generations, _progress)
     log.info("%s", describe_early_stop(cfg, state.history) or describe_holdout(state.history))
-    vectors, choice = final_vectors(state, backend)
     out.mkdir(parents=True, exist_ok=True)
-    write_embedding(out / "gfti-demo.safetensors", Embedding(vectors, "gfti-demo", {
-        "gfti.steps": str(state.generation), "gfti.evaluations": str(state.forward_rows),
-        "gfti.model_name": "gfti-toy", "gfti.config": cfg.to_json()}), overwrite=True)
-    save_state(state, out / "gfti-demo.state.safetensors")
-    chart = render_loss_chart(state.history, title="GFTI demo")
-    atomic_write(out / "loss.png", lambda tmp: chart.save(tmp, format="PNG"), overwrite=True)
+    done = finish_run(state, backend, Target(out / "gfti-demo.safetensors", overwrite=True, host="demo", chart=True,
+                                             state_path=out / "gfti-demo.state.safetensors"))
+    vectors = done.embedding.vectors
     prompt = f"a photo of {PLACEHOLDER}"
     learned = backend.generate(prompt, vectors, num_images=preview, seed=1)
     init = backend.generate(prompt, state.subspace.origin, num_images=preview, seed=1)
@@ -83,7 +78,6 @@ def run(out: Path, generations: int, preview: int) -> None:
                        "learned token:" + EDIT])
     atomic_write(out / "samples.png", lambda tmp: grid.resize((grid.width * 2, grid.height * 2)).save(
         tmp, format="PNG"), overwrite=True)
-    log.info("final vector: %s", choice)
     # The concept's real words show what the model can draw at best (no token involved).
     true_words = f"a photo of a {concept_words(DEMO_CONCEPT)}"
     words = backend.generate(true_words, None, num_images=preview, seed=1)
@@ -94,7 +88,7 @@ def run(out: Path, generations: int, preview: int) -> None:
         print(f"{name} ({concept_words(DEMO_CONCEPT)}): init {before:.2f} -> learned {after:.2f}  "
               f"(the true words: {ceiling:.2f}; {preview} images each)")
     print(f"{state.forward_rows} UNet rows, {time.perf_counter() - started:.0f} s")
-    print(f"wrote {out}/gfti-demo.safetensors, loss.png, samples.png")
+    print(f"wrote {out}/gfti-demo.safetensors, {done.chart.name}, samples.png")
 
 
 def main() -> None:

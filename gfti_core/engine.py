@@ -30,7 +30,7 @@ from .templates import prompts_for_images
 
 log = logging.getLogger(__name__)
 
-HISTORY_KEYS = ("best", "mean", "step_size", "forward_rows", "rejected")
+HISTORY_KEYS = ("best", "mean", "step_size", "forward_rows", "rejected", "seconds")  # seconds: cumulative wall time
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,11 @@ class RunState:
     @property
     def forward_rows(self) -> int:
         return int(self.history["forward_rows"][-1]) if self.generation else 0
+
+    @property
+    def seconds(self) -> float:
+        """Wall time of the generations run so far (image encoding and the final choice not included)."""
+        return float(self.history["seconds"][-1]) if self.generation else 0.0
 
     def optimizer(self) -> Optimizer:
         """A private optimiser at this state (a copy of the cache, or rebuilt by replay)."""
@@ -243,7 +248,7 @@ def _scored_on_holdout(state: RunState, opt: Optimizer, evaluator: Evaluator, dr
 
 
 def _one_generation(state: RunState, opt: Optimizer, evaluator: Evaluator) -> RunState:
-    cfg = state.config
+    cfg, started = state.config, time.perf_counter()
     x = opt.ask()
     vectors = state.subspace.decode(torch.as_tensor(x))
     samples = cfg.samples_per_candidate * (1 if cfg.common_random_numbers else x.shape[0])
@@ -254,8 +259,9 @@ def _one_generation(state: RunState, opt: Optimizer, evaluator: Evaluator) -> Ru
     opt.tell(x, fitness)  # after the evaluation: a cancelled generation never reaches the optimiser
     best = int(np.argmin(fitness))
     history = {k: list(v) for k, v in state.history.items()}
+    seconds = (state.history["seconds"][-1] if state.generation else 0.0) + time.perf_counter() - started
     for key, value in zip(HISTORY_KEYS, (fitness[best], float(np.mean(fitness[np.isfinite(raw)])),
-                                         opt.step_size, evaluator.forward_rows, rejected)):
+                                         opt.step_size, evaluator.forward_rows, rejected, seconds)):
         history[key].append(float(value))
     improved = fitness[best] < state.best_loss
     return dataclasses.replace(

@@ -96,7 +96,9 @@ def _build(t: dict[str, torch.Tensor], meta: dict[str, str], path: Path) -> RunS
                         {e: t[f"origin.{e}"].float() for e in encoders},
                         {str(k): float(v) for k, v in json.loads(meta["max_norm"]).items()})
     data = TrainingSet(t["data.latents"].float(), json.loads(meta["prompts"]), t.get("data.weights"))
-    history = {k: t[f"history.{k}"].tolist() for k in HISTORY_KEYS}
+    history = {k: t[f"history.{k}"].tolist() for k in HISTORY_KEYS if k != "seconds"}
+    # States saved before wall time was recorded have none: their time is unknown, counted as 0.
+    history["seconds"] = t["history.seconds"].tolist() if "history.seconds" in t else [0.0] * len(history["best"])
     history["holdout"] = _holdout_points(t.get("history.holdout"))
     fitness = t["opt.fitness"].numpy().astype(np.float64)
     _validate(cfg, encoders, spec, subspace, data, history, fitness, t)

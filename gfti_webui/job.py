@@ -17,10 +17,10 @@ from typing import Any, Callable
 from gfti_core.backend import PLACEHOLDER, Backend
 from gfti_core.chart import image_grid, render_loss_chart
 from gfti_core.config import InversionConfig
-from gfti_core.errors import GFTIError, OutputExistsError
-from gfti_core.engine import (GenerationReport, RunState, describe_choice, final_vectors, run_generations,
-                              start_run)
-from gfti_core.formats import FORMAT_SUFFIXES, FORMATS, Embedding, write_embedding
+from gfti_core.errors import GFTIError
+from gfti_core.engine import GenerationReport, RunState, describe_choice, run_generations, start_run
+from gfti_core.finish import Target, finish_run, may_replace
+from gfti_core.formats import FORMAT_SUFFIXES, FORMATS, Embedding
 from gfti_core.holdout import describe_early_stop, stalled
 from gfti_core.images import load_image_folder
 from gfti_core.init_vectors import describe_start
@@ -85,8 +85,7 @@ def output_path(host: Host, cfg: InversionConfig, opts: JobOptions) -> Path:
         raise GFTIError(f"embeddings folder {folder} does not exist; create it or start the webui with "
                         "--embeddings-dir pointing at an existing folder")
     path = resolve_inside(folder, cfg.token, FORMAT_SUFFIXES[opts.file_format])
-    if path.exists() and not opts.overwrite:
-        raise OutputExistsError(f"{path} already exists; tick 'overwrite' or choose another token")
+    may_replace(path, opts.overwrite)
     return path
 
 
@@ -132,15 +131,6 @@ def preview_grid(state: RunState, host: Host, opts: JobOptions, vectors, label: 
     return image_grid([list(images)], [label]) if images else None
 
 
-def metadata(state: RunState, report: dict, interrupted: bool) -> dict[str, str]:
-    meta = {"gfti.steps": state.generation, "gfti.evaluations": state.forward_rows,
-            "gfti.best_loss": f"{state.best_loss:.6g}", "gfti.seed": state.config.seed,
-            "gfti.model_name": state.model_name, "gfti.config": state.config.to_json(),
-            "gfti.init": str(state.init_info.get("mode")), "gfti.final": describe_choice(report),
-            "gfti.host": "webui", "gfti.interrupted": str(interrupted).lower()}
-    return {k: str(v) for k, v in meta.items()}
-
-
 def run_job(values: dict[str, Any], host: Host) -> JobResult:
     """The whole job. Raises GFTIError/ConfigError for bad input (the tab shows the message)."""
     cfg, opts = split_values(values)
@@ -152,12 +142,13 @@ def run_job(values: dict[str, Any], host: Host) -> JobResult:
     state = start_run(backend, cfg, images.images, captions, images.masks)
     state, previews = train(state, backend, host, opts, cfg)
     interrupted = bool(getattr(host.state, "interrupted", False))
-    vectors, report = final_vectors(state, backend, polish_words=not interrupted)  # interrupted: save now
-    emb = Embedding(vectors, cfg.token, metadata(state, report, interrupted))
-    path = write_embedding(path, emb, opts.file_format, overwrite=opts.overwrite)
-    host.publish(path, emb)
+    # Only the embedding goes into the embeddings folder: the webui would try to load a chart or state there.
+    done = finish_run(state, backend, Target(path, opts.file_format, opts.overwrite, "webui"), interrupted=interrupted)
+    path = done.path
+    host.publish(path, done.embedding)
     if not interrupted and not opts.preview_every:
-        previews.append(preview_grid(state, host, opts, vectors, "final"))
+        previews.append(preview_grid(state, host, opts, done.embedding.vectors, "final"))
+    report = done.choice
     return JobResult(_message(path, state, report, images.warnings, interrupted),
                      render_loss_chart(state.history), [p for p in previews if p is not None], path)
 

@@ -22,7 +22,7 @@ def test_demo_writes_its_outputs_and_reports_both_measures(tmp_path, capsys):
     emb = read_embedding(tmp_path / "gfti-demo.safetensors")
     assert next(iter(emb.vectors.values())).shape == (1, 768)
     grid = Image.open(tmp_path / "samples.png")
-    loss = Image.open(tmp_path / "loss.png")
+    loss = Image.open(tmp_path / "gfti-demo.loss.png")
     rows = (grid.height // 2 - 4) / (64 + 4 + 14)  # image_grid: pad 4, label 14; the demo doubles the size
     assert rows == 3, "rows: learned, init, learned in a new context"
     assert loss.width > 100

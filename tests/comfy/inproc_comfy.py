@@ -125,7 +125,7 @@ def test_graph_trains_saves_and_matches_embedding_prompt(folders, executor):
     assert run_prompt(ex, graph(), "p1")
     first = CAPTURED[-1]
     saved = list((folders / "embeddings").iterdir())
-    assert [p.name for p in saved] == [f"{TOKEN}.pt"]
+    assert [p.name for p in saved] == [f"{TOKEN}.safetensors"]  # auto = safetensors, never a pickle
     (ours,), (host,) = first["ours"], first["host"]
     assert torch.equal(ours[0], host[0]) and torch.equal(ours[1]["pooled_output"], host[1]["pooled_output"])
     inv = first["inversion"]
