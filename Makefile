@@ -17,7 +17,7 @@ venv: .venv/.ready
 	touch .venv/.ready
 
 demo: venv
-	$(PY) -m gfti_core.demo --out out/demo --generations 60
+	$(PY) -m toyworld.demo --out out/demo --generations 60
 
 test: venv
 	$(PY) -m pytest -q tests

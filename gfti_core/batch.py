@@ -25,7 +25,7 @@ SOURCE_ROOT = Path(__file__).resolve().parent.parent  # gfti_core and toyworld l
 
 def run_batch(args) -> int:
     """The `gfti batch` command: 0 when every concept is finished, 1 when some failed (re-run to resume them)."""
-    from .cli import given_config
+    from .cli_args import given_config
 
     device = _device(args.device, args.gpus_per_task)
     if (args.workers is not None and args.workers < 1) or args.retries < 0:
@@ -174,7 +174,7 @@ def train_concept(job: dict, board) -> dict:
     """One concept, in a Ray worker: `gfti train`'s run, resumed from its state file when there is one."""
     import ray
 
-    from .cli import build_parser
+    from .cli_args import build_parser
     from .cli_commands import run_train
     from .config import ConfigError
 

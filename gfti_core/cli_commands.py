@@ -17,6 +17,7 @@ from .finish import Target, finish_run, may_replace, output_path
 from .formats import describe, read_embedding
 from .holdout import describe_early_stop, describe_holdout, stalled
 from .init_vectors import describe_start
+from .loading import named_model
 from .safe_io import atomic_write
 from .state_io import is_state_file, load_state, save_state
 
@@ -73,7 +74,7 @@ def _load_images(folder: str, backend):
 
 
 def _new_or_resumed(args, backend) -> RunState:
-    from .cli import config_from_args
+    from .cli_args import config_from_args
 
     if args.resume:
         state = load_state(args.resume)
@@ -83,12 +84,10 @@ def _new_or_resumed(args, backend) -> RunState:
         cfg = config_from_args(args, state.config)
         log.info("resuming at generation %d of %d", state.generation, cfg.generations)
         return state if cfg == state.config else _replace_config(state, cfg)
-    if args.model == "toy":  # the toy world's own words and backgrounds, as ImageNet's are for photos
-        from .loading import toy_model_dir
-
-        toy = toy_model_dir().parent
-        args.init_words = args.init_words or str(toy / "concept_words.txt")
-        args.context_phrases = args.context_phrases or str(toy / "context_phrases.txt")
+    named = None if Path(args.model).expanduser().exists() else named_model(args.model)
+    if named is not None:  # a named model's own words and backgrounds (the toy world's), as ImageNet's are for photos
+        args.init_words = args.init_words or named.init_words or None
+        args.context_phrases = args.context_phrases or named.context_phrases or None
     cfg = config_from_args(args)
     _check_token(backend, cfg.token, args.allow_existing_token)
     images = _load_images(args.images, backend)

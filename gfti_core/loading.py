@@ -1,9 +1,12 @@
 """Load a diffusers pipeline from a LOCAL path (never a hub): a diffusers folder, a single-file checkpoint
-with a local config folder, or `toy` (the small model this repository trains and ships)."""
+with a local config folder, or a model registered by name (`toy`: the small model the `toyworld` package
+ships registers itself under the `gfti.models` entry point group, so the engine never imports it)."""
 from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import torch
@@ -15,18 +18,36 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def toy_model_dir() -> Path:
-    from toyworld import MODEL_DIR  # the repo's own toy model (issue: toy world)
+MODEL_GROUP = "gfti.models"  # entry points: a name -> a function returning that model's NamedModel
 
-    return Path(MODEL_DIR)
+
+@dataclass(frozen=True)
+class NamedModel:
+    """A model known by name: its diffusers folder and the word lists that suit its world."""
+
+    folder: Path
+    display_name: str
+    init_words: str = ""       # word list for the start vector, when the user gives none
+    context_phrases: str = ""  # phrase list for auto context, when the user gives none
+
+
+def named_model(name: str) -> NamedModel | None:
+    """The model registered under `name` (see MODEL_GROUP), or None."""
+    for ep in entry_points(group=MODEL_GROUP):
+        if ep.name == name:
+            return ep.load()()
+    return None
 
 
 def resolve_model_path(model: str) -> Path:
-    path = toy_model_dir() if model == "toy" else Path(model).expanduser()
-    if not path.exists():
-        raise GFTIError(f"model path {model!r} does not exist; pass a diffusers model folder, a .safetensors "
-                        "checkpoint (with --model-config), or 'toy'")
-    return path
+    path = Path(model).expanduser()
+    if path.exists():
+        return path
+    named = named_model(model)
+    if named is not None:
+        return named.folder
+    raise GFTIError(f"model path {model!r} does not exist; pass a diffusers model folder, a .safetensors "
+                    "checkpoint (with --model-config), or 'toy' (installed with gfti: pip install .)")
 
 
 def load_pipeline(model: str, *, config_dir: str | None = None, device: str = "cpu", dtype: str = "float32"):
@@ -48,7 +69,8 @@ def load_pipeline(model: str, *, config_dir: str | None = None, device: str = "c
         raise GFTIError(f"{path} is neither a diffusers folder nor a .safetensors checkpoint")
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
-    return pipe, path.name if model != "toy" else "gfti-toy", model_hash(path)
+    named = None if Path(model).expanduser().exists() else named_model(model)
+    return pipe, named.display_name if named else path.name, model_hash(path)
 
 
 def _is_sdxl_checkpoint(path: Path) -> bool:

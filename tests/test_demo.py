@@ -10,7 +10,7 @@ toyworld = pytest.importorskip("toyworld")
 @pytest.mark.skipif(not (toyworld.MODEL_DIR / "model_index.json").exists(),
                     reason=f"toy model weights not found in {toyworld.MODEL_DIR}")
 def test_demo_writes_its_outputs_and_reports_both_measures(tmp_path, capsys):
-    from gfti_core.demo import run
+    from toyworld.demo import run
     from gfti_core.formats import read_embedding
 
     run(tmp_path, generations=2, preview=2)

@@ -1,11 +1,12 @@
-"""gfti_core must never import a host: it is imported here with every host module made unimportable."""
+"""gfti_core must never import a host (nor the toy world, which depends on it): it is imported here with every
+host module and toyworld made unimportable."""
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTS = ["comfy", "comfy_extras", "comfy_api", "folder_paths", "server", "nodes", "execution", "modules",
-         "gradio", "backend", "launch"]
+         "gradio", "backend", "launch", "toyworld"]
 
 SCRIPT = f"""
 import importlib, importlib.abc, sys, pkgutil

@@ -13,7 +13,16 @@ import torch
 
 log = logging.getLogger(__name__)
 
-MODEL_DIR = Path(__file__).resolve().parent / "model"
+HERE = Path(__file__).resolve().parent
+MODEL_DIR = HERE / "model"
+
+
+def gfti_model():
+    """`--model toy` for gfti (registered in pyproject.toml under the `gfti.models` entry points)."""
+    from gfti_core.loading import NamedModel
+
+    return NamedModel(MODEL_DIR, "gfti-toy", init_words=str(HERE / "concept_words.txt"),
+                      context_phrases=str(HERE / "context_phrases.txt"))
 
 
 def load_pipeline(device: str = "cpu", dtype: torch.dtype = torch.float32, model_dir: Path | None = None):

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import torch
 
-from .backend import PLACEHOLDER
-from .backends.diffusers_backend import DiffusersBackend
-from .chart import image_grid, tensor_to_pil
-from .config import InversionConfig
-from .engine import run_generations, start_run
-from .finish import Target, finish_run
-from .holdout import describe_early_stop, describe_holdout
-from .images import load_image_folder
-from .safe_io import atomic_write
+from gfti_core.backend import PLACEHOLDER
+from gfti_core.backends.diffusers_backend import DiffusersBackend
+from gfti_core.chart import image_grid, tensor_to_pil
+from gfti_core.config import InversionConfig
+from gfti_core.engine import run_generations, start_run
+from gfti_core.finish import Target, finish_run
+from gfti_core.holdout import describe_early_stop, describe_holdout
+from gfti_core.images import load_image_folder
+from gfti_core.safe_io import atomic_write
 
 log = logging.getLogger("gfti.demo")
 
@@ -34,7 +34,7 @@ EDIT = " on a green background"  # no example image has a green background: a ne
 
 def _share_right(images: torch.Tensor, concept: tuple[str, str], background: str | None = None) -> float:
     """Share of images whose shape and colour (and background, when given) the toy classifier finds right."""
-    from toyworld.classifier import predict
+    from .classifier import predict
 
     pred = predict(images)
     hits = [s == concept[0] and c == concept[1] and background in (None, b)
@@ -49,8 +49,8 @@ def _progress(report) -> None:
 
 
 def run(out: Path, generations: int, preview: int) -> None:
-    from toyworld import load_pipeline
-    from toyworld.concepts import DEMO_CONCEPT, EXAMPLE_DIR, concept_words
+    from . import load_pipeline
+    from .concepts import DEMO_CONCEPT, EXAMPLE_DIR, concept_words
 
     started = time.perf_counter()
     backend = DiffusersBackend(load_pipeline(), model_name="gfti-toy")
