@@ -129,7 +129,8 @@ def gradient_curve(backend, data, init, budget, concept, args, seed, basis=None)
 def original_space(state, tables, dim=256, popsize=20):
     """GF-TI's recipe on top of our init: orthonormal PCA directions (a unit step has norm 1, not a token's
     spread), sigma 1, popsize 20, e0 forced to unit norm with the vocabulary mean added, fresh noise per
-    candidate (flaws 1-4 of prior-art.md §2)."""
+    candidate (the four places where the original code departs from
+    what a textual-inversion search needs; docs/engine.md lists them)."""
     bases, origin = {}, {}
     for enc, table in tables.items():
         centred = table - table.mean(0)

@@ -89,7 +89,7 @@ class InversionConfig:
     auto_context: bool = _opt(True, "caption each image with the context phrase the model itself finds most "
                               "likely (e.g. its background), so the token learns the subject, not the scene; the "
                               "denoise-attention init is then scored again on the captioned prompts. On by default: "
-                              "on the toy benchmark it raised fidelity and editability (docs/editability.md)",
+                              "on the toy benchmark it raised fidelity and editability (docs/engine.md, Editability)",
                               group="train")
     context_phrases: str = _opt("", "context phrase list for auto_context (one per line); empty = shipped list",
                                 group="train")

@@ -154,7 +154,7 @@ def start_run(backend: Backend, cfg: InversionConfig, images: torch.Tensor,
         if cfg.init_mode == "denoise-attention":
             # Score the words again on the captioned prompts: once the context is said in words, context words
             # ("gray", "kitchen") stop lowering the loss, so e0 no longer carries the context that would
-            # otherwise block "<tok> on a green background" (measured in docs/editability.md).
+            # otherwise block "<tok> on a green background" (docs/engine.md, Editability).
             tracker.stage("scoring init words with context")
             first, rows = info["top"], evaluator.forward_rows
             evaluator = Evaluator(backend, data, cfg.batch_rows, should_stop, tracker.rows)  # its own prompts

@@ -1,6 +1,6 @@
 """Embedding files every host loads: reading, validating, writing, describing.
 
-Formats (see docs/hosts.md §5):
+Formats (the layouts the hosts' own loaders accept):
 
 * ``"safetensors"`` (default): SD1/SD2 ``{"emb_params": [N, D]}``; SDXL ``{"clip_l": [N, 768],
   "clip_g": [N, 1280]}``. Run facts live in the safetensors *metadata* (str -> str), never as extra

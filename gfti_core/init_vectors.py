@@ -177,8 +177,8 @@ def phrase_sum_init(evaluator: Evaluator, data: TrainingSet, vecs: Vectors, name
                     cfg, info: dict) -> tuple[Vectors, dict]:
     """One vector that is the *sum* of a phrase's words (`init_sum` words, built word by word), times the
     scale with the lowest loss. Why: one vector that mixes "cyan" and "triangle" at a token's norm draws cyan
-    things but no triangles, while 2·(cyan + triangle) draws the concept (docs/engine.md point 12; v14's word
-    plane: fidelity lives where the two weights balance). The phrase's words also lead the search's word
+    things but no triangles, while 2·(cyan + triangle) draws the concept (docs/engine.md point 12: on a
+    plane of the two words' weights, fidelity lives where they balance). The phrase's words also lead the search's word
     coordinates, so the search starts with both on its axes."""
     sequence = best_word_sequence(evaluator, data, vecs, order, cfg.init_sum, cfg)
     base = {enc: v[list(sequence)].sum(0) for enc, v in vecs.items()}

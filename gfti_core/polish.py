@@ -4,7 +4,7 @@ large fixed draw prefers it.
 Why: a generation scores its candidates on `samples_per_candidate` draws (8 by default), which cannot resolve the
 loss differences of ~0.001 that decide whether a token draws its colour as well as its shape. On the toy
 benchmark the defaults' vector for cyan triangle drew white triangles half the time, and the vector plus half a
-word "cyan" had a lower loss on 256 common draws and drew cyan more often (BENCHMARKS.md, v18). The search's
+word "cyan" had a lower loss on 256 common draws and drew cyan more often. The search's
 word coordinates (`subspace_words`) are the natural places to look: each is a whole word the init found in the
 images, so "+0.5 cyan" is a step a user would understand. The unpolished vector is always a candidate, so the
 polish can only lower the loss on its draw.

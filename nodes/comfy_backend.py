@@ -1,4 +1,4 @@
-"""`Backend` over ComfyUI's own MODEL (ModelPatcher), CLIP and VAE — forward passes only (hosts.md §1.3–1.6).
+"""`Backend` over ComfyUI's own MODEL (ModelPatcher), CLIP and VAE — forward passes only.
 
 Works on ComfyUI 2024-03 and 2025-10 by using only what both share:
 

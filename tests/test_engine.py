@@ -288,7 +288,7 @@ def test_auto_context_scores_phrases_in_shared_calls_with_the_same_losses():
 
 def test_auto_context_rescoring_drops_context_words_from_e0(tmp_path):
     """Images explained by "cat" + the context word "red": without captions e0 mixes in "red"; once the
-    context is said in the prompt, the re-scored e0 leans on "cat" alone (docs/editability.md)."""
+    context is said in the prompt, the re-scored e0 leans on "cat" alone (docs/engine.md, Editability)."""
     backend = FakeBackend()
     red = backend.table[backend.word_ids("red", "clip_l")[0]]
     cat = backend.table[7]
