@@ -65,19 +65,31 @@ class ComfyBackend:
     def encode_text(self, prompts: Sequence[str], vectors: Mapping[str, torch.Tensor] | None) -> dict[str, Any]:
         n = next(iter(vectors.values())).shape[1] if vectors else 1
         texts = [p.replace(PLACEHOLDER, " ".join([self.placeholder] * n)) for p in prompts]
-        self.clip.load_model()
-        cm = self.clip.cond_stage_model
-        cm.reset_clip_options()
-        if self.clip.layer_idx is not None:
-            cm.set_clip_options({"layer": self.clip.layer_idx})
+        self._prepare_clip()
         out = {}
         for spec in self.encoders:
             vecs = vectors[spec.name] if vectors else None
             rows = [self.token_row(text, spec.name, None if vecs is None else vecs[b]) for b, text in enumerate(texts)]
-            out[spec.name] = self._encoder(spec.name)(rows)[:2]
+            z, pooled = self._encoder(spec.name)(rows)[:2]
+            out[spec.name] = (self._to_intermediate(z), self._to_intermediate(pooled))
         if self.family == "sdxl":
             return {"c_crossattn": torch.cat([out["clip_l"][0], out["clip_g"][0]], dim=-1), "pooled": out["clip_g"][1]}
         return {"c_crossattn": out[self.encoders[0].name][0], "pooled": None}
+
+    def _prepare_clip(self) -> None:
+        """What the host's `CLIP.encode_from_tokens` does before it encodes (comfy/sd.py): reset the encoder
+        options, apply CLIP skip, and load the text encoder through model_management (`clip.load_model()`:
+        CLIP LoRA patches, the device it chose, eviction of other models, low-VRAM partial loading)."""
+        cm = self.clip.cond_stage_model
+        cm.reset_clip_options()
+        if self.clip.layer_idx is not None:
+            cm.set_clip_options({"layer": self.clip.layer_idx})
+        self.clip.load_model()
+
+    def _to_intermediate(self, tensor):
+        """The encoder answers on whatever device it ran on; the host hands conditioning on to other nodes on
+        `intermediate_device()` (as `encode_token_weights` does), and so does this backend."""
+        return None if tensor is None else tensor.to(self.mm.intermediate_device())
 
     def token_row(self, text: str, encoder: str, vectors: torch.Tensor | None) -> list:
         """One 77-entry token row of `text` for `encoder`; the k-th placeholder becomes vectors[k % N] ([N, D])."""
@@ -149,11 +161,19 @@ class ComfyBackend:
             return self._rows
         shape = list(latent_shape)
         self._load([1] + shape)
-        free = self.mm.get_free_memory(self.device)
+        free = self._free_memory()
         rows = 1
         while rows < _MAX_ROWS and self.model.memory_required([rows * 2] + shape) * 1.5 < free:
             rows *= 2
         return rows
+
+
+    def _free_memory(self) -> int:
+        """What the host's samplers ask before batching conditions: the model's own patcher where it can
+        answer (newer ComfyUI, which counts the dynamic-VRAM headroom it manages), else model_management."""
+        patcher = getattr(self.model.model, "current_patcher", None)
+        ask = getattr(patcher, "get_free_memory", None)
+        return ask(self.device) if callable(ask) else self.mm.get_free_memory(self.device)
 
 
 def _detect(model, clip) -> tuple[str, tuple[EncoderSpec, ...]]:
@@ -161,8 +181,13 @@ def _detect(model, clip) -> tuple[str, tuple[EncoderSpec, ...]]:
     names = tuple(sorted(n for n in ("clip_l", "clip_g", "clip_h") if isinstance(getattr(cm, n, None), torch.nn.Module)))
     family = _FAMILIES.get(names)
     widths = {n: int(getattr(cm, n).transformer.get_input_embeddings().weight.shape[1]) for n in names}
-    context = model.model.model_config.unet_config.get("context_dim")
-    if family is None or context != sum(widths.values()) or getattr(model.model, "inpaint_model", False):
+    config = model.model.model_config
+    if config.inpaint_model():  # a method of the supported-model config: in_channels > 4
+        raise GFTIError(f"this is an inpainting model ({type(config).__name__}, {config.unet_config['in_channels']} "
+                        "input channels); GFTI learns words on base models — load the base (non-inpainting) "
+                        "checkpoint of the same family; the learned word also works with its inpainting model")
+    context = config.unet_config.get("context_dim")
+    if family is None or context != sum(widths.values()):
         raise GFTIError(f"this MODEL/CLIP pair ({type(model.model.model_config).__name__}, text encoders "
                         f"{widths or 'none'}) is not an SD1.x, SD2.x or SDXL base model; GFTI supports those — "
                         "load one with Load Checkpoint and connect its MODEL and CLIP")

@@ -3,12 +3,13 @@
 Re-queueing re-runs this node (IS_CHANGED is NaN) and, while its input is the same upstream result, it
 continues from where its previous run ended — its own last output, kept on the node instance (ComfyUI keeps
 one instance per node id between prompts; the class holds no state). Cancelling keeps the last complete
-generation, so the next queue continues from there.
+generation, so the next queue continues from there. Under --cache-none ComfyUI keeps no instance between
+queues, and the node's text says that the step started again.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
+import logging
 
 from ..gfti_core.chart import render_loss_chart
 from ..gfti_core.config import TEMPLATE_SETS
@@ -16,9 +17,11 @@ from ..gfti_core.context import with_context
 from ..gfti_core.engine import GenerationReport, build_training_set, run_generations, with_settings
 from ..gfti_core.holdout import describe_early_stop
 from .config_inputs import STEP_FIELDS, comfy_input, config_values, field_spec, inputs_for
-from .host import Interrupts, send_event
+from .host import Interrupts
 from .inversion import INVERSION_TYPE, Inversion, pil_to_image
+from .live_chart import LiveChart
 
+log = logging.getLogger(__name__)
 KEEP = "as initialized"
 
 
@@ -55,16 +58,33 @@ class GFTIESOptimizeStep:
         return float("nan")  # NaN never equals itself: every queue runs (and continues) the step
 
     def execute(self, inversion, generations, templates, continue_on_requeue, unique_id=None, **settings):
-        start = self._last[1] if continue_on_requeue and self._last and self._last[0] is inversion else inversion
+        resumed = bool(continue_on_requeue and self._last and self._last[0] is inversion)
+        start = self._last[1] if resumed else inversion
         start = _apply_settings(start, templates, config_values(settings, STEP_FIELDS))
         state = _run(start, generations, unique_id)
         result = start.advanced(state)
         self._last = (inversion, result)
         s = state
-        summary = f"generation {s.generation}, best loss {s.best_loss:.6g}, {s.forward_rows} denoiser rows"
+        lines = [f"generation {s.generation}, best loss {s.best_loss:.6g}, {s.forward_rows} denoiser rows"]
         stopped = describe_early_stop(s.config, s.history)
-        summary += f"; {stopped}" if stopped else ""
-        return {"ui": {"text": [summary]}, "result": (result, pil_to_image(render_loss_chart(s.history)))}
+        lines[0] += f"; {stopped}" if stopped else ""
+        if continue_on_requeue and not resumed and _host_keeps_no_nodes():
+            lines.append(CACHE_NONE_NOTE.format(start=start.state.generation))
+            log.warning("GFTI ES Optimize Step: %s", lines[-1])
+        return {"ui": {"text": lines}, "result": (result, pil_to_image(render_loss_chart(s.history)))}
+
+
+CACHE_NONE_NOTE = ("ComfyUI runs with --cache-none, which keeps no node between queues: this step started from its "
+                   "input (generation {start}), and queueing again starts again rather than continuing. To "
+                   "continue a run by re-queueing, start ComfyUI without --cache-none, or chain ES steps")
+
+
+def _host_keeps_no_nodes() -> bool:
+    """--cache-none drops every node instance (and output) once its consumers ran, so a re-queue re-runs
+    Initialize and meets a fresh step node: the continuation this node keeps is gone."""
+    from comfy.cli_args import args
+
+    return bool(getattr(args, "cache_none", False))
 
 
 def _apply_settings(inv: Inversion, templates: str, changes: dict) -> Inversion:
@@ -82,29 +102,18 @@ def _apply_settings(inv: Inversion, templates: str, changes: dict) -> Inversion:
 
 
 def _run(inv: Inversion, generations: int, node_id):
-    """run_generations with ComfyUI's progress bar, cancel, and gfti.loss events (the live chart)."""
+    """run_generations with ComfyUI's progress bar, cancel, and the live chart (gfti.loss messages)."""
     from comfy.utils import ProgressBar
 
     state, first = inv.state, inv.state.generation
-    history = {k: list(state.history[k]) for k in ("best", "mean")}
-    send_event("gfti.loss", {"node": node_id, "run": inv.run_id, "history": _finite(history)})
+    chart = LiveChart(node_id, inv.run_id, state.history)
+    chart.start()
     bar, interrupts = ProgressBar(max(1, generations)), Interrupts()
 
     def on_generation(r: GenerationReport) -> None:
-        send_event("gfti.loss", {"node": node_id, "run": inv.run_id, **_finite(dataclasses.asdict(r))})
-        # No JPEG preview here: web/gfti.js draws the live curve on the node, and ComfyUI would draw a preview
-        # image in the same place (measured in the browser test: the two charts overlapped).
+        chart.add(r)
         interrupts.guarded(bar.update_absolute, r.generation - first, generations)
 
     state = run_generations(state, inv.backend, generations, on_generation, interrupts.should_stop)
     interrupts.restore()
     return state
-
-
-def _finite(data):
-    """NaN/inf → None: the browser's JSON.parse rejects the NaN that Python's json writes."""
-    if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_finite(v) for v in data]
-    return None if isinstance(data, float) and not math.isfinite(data) else data

