@@ -18,8 +18,10 @@ class ConfigError(ValueError):
 
 
 def _opt(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
-         choices: tuple[str, ...] | None = None, group: str = "train") -> Any:
-    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices, "group": group}
+         choices: tuple[str, ...] | None = None, group: str = "train", advanced: bool = True) -> Any:
+    """`advanced`: hosts may tuck the field away (ComfyUI: the GFTI Settings node); the few that every run
+    sets are marked `advanced=False`."""
+    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices, "group": group, "advanced": advanced}
     return field(default=default, metadata=meta)
 
 
@@ -33,16 +35,19 @@ TEMPLATE_SETS = ("object", "style", "captions")
 class InversionConfig:
     """Everything that determines a run. Frozen: a changed run is a new config (`dataclasses.replace`)."""
 
-    token: str = _opt("gfti-concept", "name of the new pseudo-word (also the embedding file's stem)", group="concept")
+    token: str = _opt("gfti-concept", "name of the new pseudo-word (also the embedding file's stem)", group="concept",
+                     advanced=False)
     num_vectors: int = _opt(1, "vectors per token; with denoise-attention each vector starts as one word of a "
                             "phrase the model picks. 1 keeps the token obedient to the rest of the prompt, 2 draws "
                             "the subject more faithfully (toy benchmark, 24 runs: fidelity 0.73 -> 0.85, "
                             "editability 0.93 -> 0.70; BENCHMARKS.md v19)",
-                            lo=1, hi=16, group="concept")
+                            lo=1, hi=16, group="concept", advanced=False)
     init_mode: str = _opt("denoise-attention", "how the starting vector is chosen: score concept words by the "
                           "model's own denoising loss on your images (default), an initializer word, CLIP "
-                          "image-text attention, or an existing embedding file", choices=INIT_MODES, group="init")
-    init_text: str = _opt("object", "initializer word(s) for init_mode=word (and fallback anchor)", group="init")
+                          "image-text attention, or an existing embedding file", choices=INIT_MODES, group="init",
+                          advanced=False)
+    init_text: str = _opt("object", "initializer word(s) for init_mode=word (and fallback anchor)", group="init",
+                          advanced=False)
     init_file: str = _opt("", "embedding file to start from for init_mode=file", group="init")
     init_clip_model: str = _opt("", "local CLIP model folder (both towers) for init_mode=clip-attention",
                                 group="init")
@@ -77,7 +82,7 @@ class InversionConfig:
                           "docs/engine.md point 10); cma = full covariance; zo-adam = zeroth-order "
                           "gradient estimate + Adam (for comparison)", choices=OPTIMIZERS, group="search")
     generations: int = _opt(100, "ES generations to run (each evaluates the whole population)", lo=0,
-                            hi=100000, group="train")
+                            hi=100000, group="train", advanced=False)
     popsize: int = _opt(16, "candidates per generation", lo=2, hi=4096, group="train")
     sigma: float = _opt(0.5, "initial step size in coefficient space", lo=1e-6, hi=100.0, group="train")
     samples_per_candidate: int = _opt(8, "(image, timestep, noise) draws that score each candidate; shared "
@@ -116,7 +121,7 @@ class InversionConfig:
                               "(0 = off)", lo=0, hi=100000, group="progress")
     early_stop: int = _opt(0, "stop when the hold-out loss has not improved for this many evaluations in a row "
                            "(0 = run every generation; needs holdout_every)", lo=0, hi=100000, group="progress")
-    seed: int = _opt(0, "seed for every random draw of the run", lo=0, hi=2**31 - 1, group="train")
+    seed: int = _opt(0, "seed for every random draw of the run", lo=0, hi=2**31 - 1, group="train", advanced=False)
     batch_rows: int = _opt(0, "max rows per denoiser call (0 = let the backend decide)", lo=0, hi=65536,
                            group="device")
     checkpoint_every: int = _opt(10, "save the run state every N generations (CLI)", lo=0, hi=100000,

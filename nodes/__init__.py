@@ -4,9 +4,11 @@ from .es_step import GFTIESOptimizeStep
 from .initialize import GFTIInitializeInversion
 from .load_images import GFTILoadTrainingImages
 from .save_embedding import GFTISaveEmbedding
+from .settings import GFTISettings
 
 _NODES = {
     "GFTILoadTrainingImages": (GFTILoadTrainingImages, "GFTI Load Training Images"),
+    "GFTISettings": (GFTISettings, "GFTI Settings"),
     "GFTIInitializeInversion": (GFTIInitializeInversion, "GFTI Initialize Inversion"),
     "GFTIESOptimizeStep": (GFTIESOptimizeStep, "GFTI ES Optimize Step"),
     "GFTISaveEmbedding": (GFTISaveEmbedding, "GFTI Save Embedding"),

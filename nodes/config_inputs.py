@@ -11,6 +11,10 @@ STEP_FIELDS = ("popsize", "sigma", "samples_per_candidate", "timestep_min", "tim
 # Not shown: `generations` is the ES step's own count, `checkpoint_every` is a CLI setting.
 HIDDEN_FIELDS = ("generations", "checkpoint_every")
 INIT_FIELDS = tuple(f.name for f in field_specs() if f.name not in STEP_FIELDS + HIDDEN_FIELDS)
+# The Initialize node shows the fields every run sets; the GFTI Settings node carries the rest.
+ESSENTIAL_INIT_FIELDS = tuple(f.name for f in field_specs() if f.name in INIT_FIELDS
+                              and not f.metadata.get("advanced", False))
+ADVANCED_INIT_FIELDS = tuple(n for n in INIT_FIELDS if n not in ESSENTIAL_INIT_FIELDS)
 # ComfyUI's frontend turns an INT input named "seed" into a widget that randomises itself before every queue,
 # which would restart the run each time; the input is therefore called "run_seed".
 ALIASES = {"seed": "run_seed"}

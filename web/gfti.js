@@ -49,7 +49,6 @@ function domWidget(node, name, element, height) {
     getHeight: () => height,
   });
   widget.serialize = false;
-  widget.computeSize = (width) => [width, height];
   return widget;
 }
 

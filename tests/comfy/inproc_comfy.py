@@ -75,7 +75,8 @@ def widget_defaults(node: str) -> dict:
 
 def graph(es1_gens=2, es2_gens=1) -> dict:
     init = {**widget_defaults("GFTIInitializeInversion"), "token": TOKEN, "num_vectors": 2, "init_mode": "word",
-            "init_text": "cat", "subspace_dim": 8, "holdout_samples": 1, "run_seed": 3}
+            "init_text": "cat", "run_seed": 3, "settings": ["10", 0]}
+    settings = {**widget_defaults("GFTISettings"), "subspace_dim": 8, "holdout_samples": 1}
     step = {**widget_defaults("GFTIESOptimizeStep"), "popsize": 3, "samples_per_candidate": 1}
     return {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CKPT.name}},
@@ -92,6 +93,7 @@ def graph(es1_gens=2, es2_gens=1) -> dict:
         "8": {"class_type": "GFTIEncodeWithInversion", "inputs": {"clip": ["1", 1], "inversion": ["5", 0],
                                                                   "text": TOKEN}},
         "9": {"class_type": "GFTITestCapture", "inputs": {"ours": ["8", 0], "host": ["7", 0], "inversion": ["5", 0]}},
+        "10": {"class_type": "GFTISettings", "inputs": settings},
     }
 
 
@@ -291,10 +293,34 @@ def test_cache_none_requeue_says_plainly_that_it_restarted(folders, executor):
     comfy.cli_args.args.cache_none = True
     try:
         assert run_prompt(ex, prompt, "c1")
-        first = ex.history_result["outputs"]["4"]["text"]
         assert run_prompt(ex, prompt, "c2")
-        second = ex.history_result["outputs"]["4"]["text"]
     finally:
         comfy.cli_args.args.cache_none = False
     assert CAPTURED[-1]["inversion"].state.generation == 2  # restarted: 0 → 1 → 2, not 2 → 4
-    assert all("--cache-none" in "\n".join(text) for text in (first, second)), (first, second)
+    shown = [e["output"]["text"] for e in stub.events("executed") if e["node"] == "4"]  # the node's text
+    assert len(shown) == 2 and all("--cache-none" in "\n".join(text) for text in shown), shown
+
+
+def test_initialize_reports_progress_and_honours_interrupt():
+    """The start (here: scoring init words with the denoiser) moves the node's progress bar, and /interrupt
+    during it ends the node with the host's own interrupt, nothing half-started returned."""
+    import comfy.model_management as mm
+    import comfy.utils
+
+    inv = CAPTURED[-1]["inversion"]
+    init = PACK.NODE_CLASS_MAPPINGS["GFTIInitializeInversion"]()
+    (settings,) = PACK.NODE_CLASS_MAPPINGS["GFTISettings"]().execute(**{
+        **widget_defaults("GFTISettings"), "init_words": "cat\ndog\nsofa", "subspace_dim": 8, "holdout_samples": 1,
+        "auto_context": False})
+    widgets = {**widget_defaults("GFTIInitializeInversion"), "token": TOKEN, "init_mode": "denoise-attention"}
+    args = (inv.backend.model, inv.backend.clip, inv.backend.vae, torch.rand(2, 64, 64, 3))
+    calls = []
+    comfy.utils.set_progress_bar_global_hook(_progress_hook(calls))
+    with torch.inference_mode():
+        init.execute(*args, settings=settings, **widgets)
+    assert len(calls) >= 2 and calls[-1][0] == calls[-1][1] > 1  # rows done of rows planned, ending complete
+    comfy.utils.set_progress_bar_global_hook(_progress_hook(calls := [], interrupt_at=1))
+    with torch.inference_mode(), pytest.raises(mm.InterruptProcessingException):
+        init.execute(*args, settings=settings, **widgets)
+    assert not mm.processing_interrupted()  # the host's exception consumed the flag, as its own nodes do
+    comfy.utils.set_progress_bar_global_hook(_progress_hook([]))

@@ -219,7 +219,8 @@ def test_live_chart_interrupt_and_saved_name_in_the_real_frontend(server, render
         assert first["status"]["status_str"] == "error", first["status"]  # interrupted
         assert any(m[0] == "execution_interrupted" for m in first["status"]["messages"])
         stopped = browser.evaluate(CHART % json.dumps(ids[str(STEP)]))["generation"]
-        assert 2 <= stopped < 60
+        # ended early (a run continues from earlier ones on the same server: count from the first one seen)
+        assert seen[-1]["generation"] <= stopped < seen[0]["generation"] + 59, (seen, stopped)
 
         # 2. a short run: the first step continues, the second (in its subgraph) runs, the Save node shows the name
         gens = {str(STEP): 12 if docs else 1, str(SUBGRAPH_STEP): 8 if docs else 1}

@@ -17,7 +17,7 @@ PACK = load_pack()
 
 
 def test_nodes_are_namespaced_and_every_input_has_a_tooltip():
-    assert set(PACK.NODE_CLASS_MAPPINGS) == {"GFTILoadTrainingImages", "GFTIInitializeInversion",
+    assert set(PACK.NODE_CLASS_MAPPINGS) == {"GFTILoadTrainingImages", "GFTISettings", "GFTIInitializeInversion",
                                              "GFTIESOptimizeStep", "GFTISaveEmbedding", "GFTIEncodeWithInversion"}
     assert PACK.WEB_DIRECTORY == "./web"
     for key, cls in PACK.NODE_CLASS_MAPPINGS.items():
@@ -33,18 +33,37 @@ def test_node_inputs_come_from_the_config():
     from gfti_pack.nodes.config_inputs import ALIASES, HIDDEN_FIELDS
 
     init = PACK.NODE_CLASS_MAPPINGS["GFTIInitializeInversion"].INPUT_TYPES()["required"]
+    settings = PACK.NODE_CLASS_MAPPINGS["GFTISettings"].INPUT_TYPES()["required"]
     step = PACK.NODE_CLASS_MAPPINGS["GFTIESOptimizeStep"].INPUT_TYPES()["required"]
+    assert not set(init) & set(settings)
     for f in field_specs():
         if f.name in HIDDEN_FIELDS:
             continue
         name = ALIASES.get(f.name, f.name)
-        spec = init.get(name) or step[name]
+        spec = init.get(name) or settings.get(name) or step[name]
         assert spec[1]["tooltip"].startswith(f.metadata["help"]), name
         if f.metadata.get("choices") and name in init:
             assert spec[0] == list(f.metadata["choices"])
     assert "seed" not in init and init["run_seed"][0] == "INT"  # "seed" would randomise on every queue
     field_of = {alias: name for name, alias in ALIASES.items()}
-    InversionConfig(**{field_of.get(k, k): s[1]["default"] for k, s in init.items() if is_widget(s)})
+    InversionConfig(**{field_of.get(k, k): s[1]["default"] for k, s in {**init, **settings}.items() if is_widget(s)})
+
+
+def test_initialize_shows_at_most_twelve_inputs_and_takes_the_rest_from_gfti_settings():
+    import torch
+
+    from gfti_pack.nodes.config_inputs import ESSENTIAL_INIT_FIELDS
+
+    spec = PACK.NODE_CLASS_MAPPINGS["GFTIInitializeInversion"].INPUT_TYPES()
+    shown = [*spec["required"], *spec.get("optional", {})]
+    assert len(shown) <= 12 and spec["optional"]["settings"][0] == "GFTI_SETTINGS", shown
+    assert set(ESSENTIAL_INIT_FIELDS) == {"token", "num_vectors", "init_mode", "init_text", "seed"}
+    settings_cls = PACK.NODE_CLASS_MAPPINGS["GFTISettings"]
+    defaults = {k: s[1]["default"] for k, s in settings_cls.INPUT_TYPES()["required"].items()}
+    (out,) = settings_cls().execute(**{**defaults, "subspace_dim": 12})
+    assert out["subspace_dim"] == 12 and len(out) == len(defaults)
+    with pytest.raises(TypeError):
+        out["subspace_dim"] = 3  # the cached output is read-only: no consumer can change another's settings
 
 
 def test_importing_without_cma_exports_no_nodes_and_says_how_to_install():
@@ -80,7 +99,7 @@ print(len(pack.NODE_CLASS_MAPPINGS), threading.active_count() - before, hosts)
 """
     out = subprocess.run([sys.executable, "-c", script], env=child_env(), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "5 0 []"
+    assert out.stdout.strip() == "6 0 []"
 
 
 def test_install_py_installs_only_a_missing_cma(monkeypatch):

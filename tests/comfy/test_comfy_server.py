@@ -91,25 +91,26 @@ def _prompt(url: str, generations: int) -> dict:
     def defaults(node):
         req = info[node]["input"]["required"]
         return {k: v[1]["default"] for k, v in req.items() if len(v) > 1 and "default" in v[1]}
-    init = {**defaults("GFTIInitializeInversion"), "token": TOKEN, "init_mode": "word", "init_text": "cat",
-            "subspace_dim": 8, "holdout_samples": 1, "flip": False}
+    init = {**defaults("GFTIInitializeInversion"), "token": TOKEN, "init_mode": "word", "init_text": "cat"}
+    settings = {**defaults("GFTISettings"), "subspace_dim": 8, "holdout_samples": 1, "flip": False}
     step = {**defaults("GFTIESOptimizeStep"), "popsize": 2, "samples_per_candidate": 1}
     ckpt = info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0][0]
     return {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
         "2": {"class_type": "GFTILoadTrainingImages", "inputs": {"folder": "train", "resolution": 64}},
         "3": {"class_type": "GFTIInitializeInversion", "inputs": {"model": ["1", 0], "clip": ["1", 1],
-              "vae": ["1", 2], "images": ["2", 0], **init}},
+              "vae": ["1", 2], "images": ["2", 0], "settings": ["6", 0], **init}},
         "4": {"class_type": "GFTIESOptimizeStep", "inputs": {"inversion": ["3", 0], **step, "generations": generations}},
         "5": {"class_type": "GFTISaveEmbedding", "inputs": {"inversion": ["4", 0], "name": "", "format": "auto",
                                                             "overwrite": "same run only"}},
+        "6": {"class_type": "GFTISettings", "inputs": settings},
     }
 
 
 def _run(url: str, prompt: dict, on_message=None) -> tuple[str, list]:
     """Queue a prompt and collect websocket messages until its execution ends."""
     client = uuid.uuid4().hex
-    ws = websocket.create_connection(url.replace("http", "ws") + f"/ws?clientId={client}", timeout=300)
+    ws = websocket.create_connection(url.replace("http", "ws") + f"/ws?clientId={client}", timeout=900)  # hang guard
     messages = []
     try:
         prompt_id = _post(url + "/prompt", {"prompt": prompt, "client_id": client})["prompt_id"]

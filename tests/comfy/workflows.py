@@ -75,7 +75,7 @@ def workflow(pack, *, checkpoint: str, resolution: int, token: str) -> dict:
     ckpt = g.add("CheckpointLoaderSimple", (20, 60), [checkpoint], size=(320, 100))
     images = g.add("GFTILoadTrainingImages", (20, 220), size=(320, 100), folder="gfti_training",
                    resolution=resolution)
-    init = g.add("GFTIInitializeInversion", (380, 60), size=(340, 820), token=token)
+    init = g.add("GFTIInitializeInversion", (380, 60), size=(340, 400), token=token)
     step1 = g.add("GFTIESOptimizeStep", (760, 60), size=(340, 420), generations=60)
     step2 = g.add("GFTIESOptimizeStep", (760, 520), size=(340, 420), generations=40, sigma=0.25)
     chart = g.add("PreviewImage", (1140, 520), size=(420, 260))
@@ -86,6 +86,7 @@ def workflow(pack, *, checkpoint: str, resolution: int, token: str) -> dict:
     sampler = g.add("KSampler", (1140, 820), [0, "fixed", 25, 7.0, "euler", "normal", 1.0], size=(320, 270))
     decode = g.add("VAEDecode", (1500, 820), size=(200, 50))
     preview = g.add("PreviewImage", (1500, 900), size=(420, 420))
+    settings = g.add("GFTISettings", (20, 360), size=(320, 640))  # added last: earlier node ids stay put
     for src, out, dst, name in [
         (ckpt, 0, init, "model"), (ckpt, 1, init, "clip"), (ckpt, 2, init, "vae"), (images, 0, init, "images"),
         (images, 1, init, "masks"), (images, 2, init, "captions"), (init, 0, step1, "inversion"),
@@ -93,7 +94,7 @@ def workflow(pack, *, checkpoint: str, resolution: int, token: str) -> dict:
         (ckpt, 1, positive, "clip"), (step2, 0, positive, "inversion"), (ckpt, 1, negative, "clip"),
         (ckpt, 0, sampler, "model"), (positive, 0, sampler, "positive"), (negative, 0, sampler, "negative"),
         (latent, 0, sampler, "latent_image"), (sampler, 0, decode, "samples"), (ckpt, 2, decode, "vae"),
-        (decode, 0, preview, "images"),
+        (decode, 0, preview, "images"), (settings, 0, init, "settings"),
     ]:
         g.link(src, out, dst, name)
     return g.to_json()
