@@ -110,15 +110,16 @@ def family_of_widths(widths: Sequence[int]) -> tuple[str, tuple[str, ...]]:
     return ("sd2", ("clip_h",)) if widths[0] == 1024 else ("sd1", ("clip_l",))
 
 
-def choose_placeholder(word_ids, encoder_names: Sequence[str]) -> tuple[str, dict[str, int]]:
-    """The first of PLACEHOLDER_WORDS that is a single token for every encoder. word_ids(text, enc) as in
-    `Backend.word_ids`. → (word, {encoder: token id})."""
-    for word in PLACEHOLDER_WORDS:
+def choose_placeholder(word_ids, encoder_names: Sequence[str],
+                       spare: Sequence[str] = ()) -> tuple[str, dict[str, int]]:
+    """The first of PLACEHOLDER_WORDS, then of `spare` (words no GFTI prompt uses, see placeholder.py), that is a
+    single token for every encoder. word_ids(text, enc) as in `Backend.word_ids`. → (word, {encoder: token id})."""
+    for word in (*PLACEHOLDER_WORDS, *spare):
         ids = {name: word_ids(word, name) for name in encoder_names}
         if all(v is not None and len(v) == 1 for v in ids.values()):
             return word, {k: v[0] for k, v in ids.items()}
-    raise ValueError(f"none of {PLACEHOLDER_WORDS} is a single token in this tokenizer; GFTI needs one rare "
-                     "single-token word to mark the learned token's position")
+    raise ValueError(f"no word is a single token in this tokenizer (tried {PLACEHOLDER_WORDS} and "
+                     f"{len(spare)} of its own words); GFTI needs one to mark the learned token's position")
 
 
 def rows_for_memory(device: torch.device, latent_shape: Sequence[int], itemsize: int, cpu_rows: int = 64) -> int:

@@ -14,6 +14,7 @@ import torch
 
 from ..backend import (PLACEHOLDER, EncoderSpec, choose_placeholder, family_of_widths, per_row_mse,
                        rows_for_memory, v_target)
+from ..placeholder import spare_words
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ class DiffusersBackend:
         # On the device once: the v-target of every denoiser call indexes it without a host round-trip.
         self._alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device)
         self.prediction_type = pipe.scheduler.config.get("prediction_type", "epsilon")
-        self.placeholder, self._placeholder_ids = choose_placeholder(self.word_ids, names)
+        spare = spare_words(self.tokenizers[0].get_vocab())  # for a small vocabulary without the usual words
+        self.placeholder, self._placeholder_ids = choose_placeholder(self.word_ids, names, spare)
         self._rows = rows_per_call
 
     # -- vocabulary ---------------------------------------------------------------------------------------
