@@ -24,6 +24,8 @@ from gfti_core.formats import FORMAT_SUFFIXES, FORMATS, Embedding
 from gfti_core.holdout import describe_early_stop, stalled
 from gfti_core.images import load_image_folder
 from gfti_core.init_vectors import describe_start
+from gfti_core.objective import Cancelled
+from gfti_core.start_progress import StartProgress
 from gfti_core.safe_io import resolve_inside
 
 log = logging.getLogger(__name__)
@@ -107,11 +109,23 @@ class _Progress:
             self.state.assign_current_image(render_loss_chart(self.history))
 
 
+def _interrupted(host: Host) -> bool:
+    return bool(getattr(host.state, "interrupted", False))
+
+
+def _start_progress(state) -> Callable[[StartProgress], None]:
+    """The start (scoring words with the denoiser) as one webui job: the progress bar follows its rows."""
+    def report(p: StartProgress) -> None:
+        state.job_count, state.job_no = max(1, p.total_rows), p.done_rows
+        state.textinfo = f"GFTI start: {p.stage}, {p.done_rows}/{p.total_rows} denoiser rows"
+    return report
+
+
 def train(state: RunState, backend: Backend, host: Host, opts: JobOptions, cfg: InversionConfig) -> tuple[RunState, list]:
     """Run the remaining generations in blocks of `preview_every`, with a preview grid after each block."""
     progress, previews = _Progress(host.state, cfg.generations), []
     block = opts.preview_every or cfg.generations or 1
-    stop = lambda: bool(getattr(host.state, "interrupted", False))  # noqa: E731
+    stop = lambda: _interrupted(host)  # noqa: E731
     while state.generation < cfg.generations and not stop() and not stalled(cfg, state.history):
         state = run_generations(state, backend, min(block, cfg.generations - state.generation), progress, stop)
         if opts.preview_every and not stop():
@@ -139,9 +153,13 @@ def run_job(values: dict[str, Any], host: Host) -> JobResult:
     images = load_image_folder(opts.image_folder, opts.resolution)
     captions = images.captions if cfg.templates == "captions" else None
     host.state.textinfo = f"GFTI: encoding {len(images)} images, choosing the start vector"
-    state = start_run(backend, cfg, images.images, captions, images.masks)
+    try:
+        state = start_run(backend, cfg, images.images, captions, images.masks,
+                          should_stop=lambda: _interrupted(host), on_progress=_start_progress(host.state))
+    except Cancelled:
+        return JobResult("Interrupted while choosing the start vector; nothing was saved.", None, [], None)
     state, previews = train(state, backend, host, opts, cfg)
-    interrupted = bool(getattr(host.state, "interrupted", False))
+    interrupted = _interrupted(host)
     # Only the embedding goes into the embeddings folder: the webui would try to load a chart or state there.
     done = finish_run(state, backend, Target(path, opts.file_format, opts.overwrite, "webui"), interrupted=interrupted)
     path = done.path
