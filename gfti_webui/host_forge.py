@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from gfti_core.backend import EncoderSpec, family_of_widths, sigma_space_mse
+from gfti_core.errors import GFTIError
 from gfti_core.formats import Embedding
 
 from .host_a1111 import conditioning, embedding_data
@@ -75,12 +76,31 @@ def forge_latents(model):
     return encode
 
 
+SUPPORTED = "SD1, SD2 and SDXL base checkpoints"
+
+
+def check_family(model) -> str:
+    """The family from the loaded engine's own fields (`is_sd1/is_sd2/is_sdxl/is_sd3/is_inpaint`, set by Forge
+    from huggingface_guess), not from text-encoder widths: Flux has a CLIP-L too, SD3.5 a CLIP-G."""
+    kind = type(model).__name__
+    if getattr(model, "is_inpaint", False):
+        raise GFTIError(f"the loaded checkpoint is an inpainting model; GFTI trains on {SUPPORTED}: load one")
+    if "Refiner" in kind:
+        raise GFTIError(f"the loaded checkpoint is an SDXL refiner; GFTI trains on {SUPPORTED}: load a base model")
+    for family in ("sd1", "sd2", "sdxl"):
+        if getattr(model, f"is_{family}", False):
+            return family
+    raise GFTIError(f"the loaded checkpoint is {kind} (Flux, SD3 and other families are not supported); "
+                    f"GFTI trains on {SUPPORTED}: load one")
+
+
 def backend(resolution: int, rows_per_call: int = 0) -> WebuiBackend:
     from backend import memory_management
     from modules import sd_models, shared
 
     sd_models.forge_model_reload()
     model = shared.sd_model
+    check_family(model)
     return WebuiBackend(encoders=engine_encoders(model), condition=conditioning(model, resolution),
                         loss=forge_loss(model), latents=forge_latents(model),
                         device=memory_management.get_torch_device(),

@@ -59,3 +59,25 @@ def test_forge_loads_the_file_gfti_writes(forge_ti, tmp_path, fmt):
     db.add_embedding_dir(str(tmp_path))
     db.load_textual_inversion_embeddings()
     assert list(db.word_embeddings) == ["my-thing"] and db.word_embeddings["my-thing"].vectors == 3
+
+
+def test_forge_family_comes_from_the_engines_own_fields():
+    """Forge sets is_sd1/is_sd2/is_sdxl/is_sd3/is_inpaint on its diffusion engine (backend/diffusion_engine);
+    Flux carries a CLIP-L and SD3.5 a CLIP-G, so widths alone would mistake them for SD1 / SDXL."""
+    import pytest
+
+    from gfti_core.errors import GFTIError
+    from gfti_webui.host_forge import check_family
+
+    def engine(name, **flags):
+        return type(name, (), {"is_sd1": False, "is_sd2": False, "is_sdxl": False, "is_sd3": False,
+                               "is_inpaint": False, **flags})()
+
+    assert check_family(engine("StableDiffusion", is_sd1=True)) == "sd1"
+    assert check_family(engine("StableDiffusionXL", is_sdxl=True)) == "sdxl"
+    for bad, words in ((engine("Flux"), "Flux"), (engine("StableDiffusion3", is_sd3=True), "StableDiffusion3"),
+                       (engine("StableDiffusionXLRefiner", is_sdxl=True), "refiner"),
+                       (engine("StableDiffusion", is_sd1=True, is_inpaint=True), "inpainting")):
+        with pytest.raises(GFTIError, match=words) as err:
+            check_family(bad)
+        assert "SD1, SD2 and SDXL" in str(err.value) and "\n" not in str(err.value)

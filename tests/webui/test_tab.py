@@ -120,8 +120,11 @@ def test_interrupt_stops_and_errors_are_messages(fake_webui, tiny_sd1, tmp_path)
     fake_webui.state.interrupt()  # pressed before the first generation
     values = {"image_folder": str(_image_folder(tmp_path)), "resolution": 16, "token": "early", "init_mode": "word",
               "generations": 50, "popsize": 4, "subspace_dim": 4, "samples_per_candidate": 2, "holdout_samples": 2}
-    result = run_job(values, host)
-    assert result.message.startswith("Interrupted") and read_embedding(result.path).metadata["gfti.interrupted"] == "true"
+    result = run_job(values, host)  # the start honours it: no generation is complete, so nothing is saved
+    assert result.message.startswith("Interrupted while choosing the start vector") and result.path is None
+    assert not (Path(fake_webui.shared.cmd_opts.embeddings_dir) / "early.safetensors").exists()
+    fake_webui.state.interrupted = False
+    (Path(fake_webui.shared.cmd_opts.embeddings_dir) / "early.safetensors").write_bytes(b"someone else's")
     start = ui.start_handler(list(values), lambda: host)
     again = start("task(1)", *values.values())  # same token, overwrite off
     assert again[:2] == ([], None) and "already exists" in again[2]
