@@ -3,18 +3,27 @@
 For each benchmark concept (a shape/colour pair the toy vocabulary has no single word for) and seed, every method
 gets the same 6 images and the same budget of UNet forward rows:
 
-* gfti          — GFTI with the engine's defaults but auto context off (the defaults before toy model v4)
+* defaults      — GFTI exactly as it ships (InversionConfig()), with the world's own word and phrase lists
+* plain         — the plain baseline: CMA-ES (pycma, full covariance) in the 64-d PCA subspace from one init word
+                  (a shape word that is not the concept's), common random numbers, no word coordinates, no auto
+                  context, no tail average
+* gfti          — GFTI with the engine's defaults but auto context off
 * gfti:auto_context=1 — GFTI as it ships now (auto context on by default since v4); any "gfti:field=value,..."
                   runs a configured variant
 * seed-faithful — the original GF-TI recipe: CMA-ES popsize 20, 256-d PCA with orthonormal (unscaled)
                   directions and sigma 1, start at unit-norm e0 + vocabulary mean, fresh noise per candidate
-* gradient-ti   — Adam on the embedding through autograd (benchmarks/gradient_ti.py)
+* gradient-ti   — Adam on the embedding through autograd (benchmarks/gradient_ti.py), at the same
+                  forward-equivalent budget (a forward + backward row counts 3; --grad-cost)
 * init          — GFTI's initial vector (denoise-attention), no search
 * true-words    — the concept's real words in the prompt (upper bound; no token)
 
-fidelity    = share of images for "a photo of <tok>" whose shape and colour the toy classifier assigns to the
-              concept; editability = share of "a photo of <tok> on a green background" images with the right
-              shape, colour AND a green background (no training image has a green background).
+Every method's rows include its start (init scoring, auto context). --world picks the measuring world
+(toyworld/worlds.py): shapes (world 1) or tags (world 2).
+
+fidelity    = share of images for "a photo of <tok>" (world 2: "<tok>") whose shape and colour the world's
+              classifier assigns to the concept; editability = share of "... on a green background" (world 2:
+              "<tok>, white background") images with the right shape, colour AND that background, which no
+              training image of the concept has.
 
     bash benchmarks/run_toy_suite.sh benchmarks/results/v4_main "gfti;gfti:auto_context=1;seed-faithful;gradient-ti" 4096 1
     python benchmarks/toy_bench.py --concepts 2 --seeds 1 --budget 4096     # quick look
@@ -49,9 +58,28 @@ log = logging.getLogger("toy_bench")
 FRACTIONS = (0.25, 0.5, 1.0)
 
 
+WORLD = None  # the measuring world (toyworld/worlds.py), set by main()
+
+PLAIN = {"init_mode": "word", "subspace_words": 0, "subspace_scale": 1.0, "optimizer": "cma",
+         "auto_context": False, "tail_average": 0.0}  # the plain baseline: one init word, PCA, CMA-ES, CRN
+
+
+def world():
+    global WORLD
+    if WORLD is None:
+        from toyworld.worlds import get_world
+        WORLD = get_world()
+    return WORLD
+
+
+def plain_init_word(concept) -> str:
+    """The plain baseline's one init word: a shape word the model knows, not the concept's own shape
+    (a user picks a related word; the issue's run used "circle" for a magenta triangle)."""
+    return next(s for s in world().heads["shape"] if s != concept[0])
+
+
 def concept_tensor(concept, seed):
-    from toyworld.concepts import concept_images
-    imgs = concept_images(concept, n=6, seed=seed)
+    imgs = world().module("concepts").concept_images(concept, n=6, seed=seed)
     return torch.stack([torch.from_numpy(np.asarray(i, dtype="float32") / 255).permute(2, 0, 1) for i in imgs])
 
 
@@ -59,26 +87,29 @@ def classify(backend, prompt, vectors, n, seed) -> dict:
     """Generate n images of `prompt` (the benchmark's sampler: 20 DDIM steps, guidance 4) and classify them:
     {"shape": [...], "colour": [...], "background": [...]}. vectors None: the prompt's own words."""
     from toyworld.classifier import predict
+    from toyworld.evaluate import world_classifier
 
-    return predict(backend.generate(prompt, vectors, num_images=n, seed=seed, steps=20, guidance=4.0))
+    w = world()
+    return predict(backend.generate(prompt, vectors, num_images=n, seed=seed, steps=20, guidance=4.0),
+                   world_classifier(w), size=64 if w.name == "shapes" else w.image_size)
 
 
 def measure(backend, vectors, concept, n, seed, words=None):
     """→ {fidelity, editability, colour, shape} for vectors {enc: [N, D]} (or the concept's true words when
     `words` is set). colour/shape: the share of the fidelity prompt's images with just that attribute right."""
     shape, colour = concept
-    subject = words if words else "<*>"
+    subject, new = (words if words else "<*>"), world().new_context
     out = {}
-    for key, suffix in (("fidelity", ""), ("editability", " on a green background")):
-        pred = classify(backend, f"a photo of {subject}{suffix}", None if words else vectors, n, seed)
-        ok = [s == shape and c == colour and (key == "fidelity" or b == "green")
+    for key, background in (("fidelity", None), ("editability", new)):
+        pred = classify(backend, world().subject_prompt(subject, background), None if words else vectors, n, seed)
+        ok = [s == shape and c == colour and (key == "fidelity" or b == new)
               for s, c, b in zip(pred["shape"], pred["colour"], pred["background"])]
         out[key] = sum(ok) / n
         if key == "fidelity":
             out["colour"] = sum(c == colour for c in pred["colour"]) / n
             out["shape"] = sum(s == shape for s in pred["shape"]) / n
         else:  # does the background instruction get through at all, whatever the subject?
-            out["green_background"] = sum(b == "green" for b in pred["background"]) / n
+            out["new_background"] = sum(b == new for b in pred["background"]) / n
     return out
 
 
@@ -90,9 +121,10 @@ def write_json(path, result: dict) -> None:
 
 def gfti_curve(backend, state, budget, concept, args):
     per_gen = state.config.popsize * state.config.samples_per_candidate
+    start_rows = state.init_info.get("init_forward_rows", 0)  # the start is part of every budget
     points, search_seconds = [], 0.0
     for frac in FRACTIONS:
-        target = max(1, int(budget * frac) // per_gen)
+        target = max(1, (int(budget * frac) - start_rows) // per_gen)
         t0 = time.perf_counter()
         state = run_generations(state, backend, target - state.generation)
         search_seconds += time.perf_counter() - t0
@@ -100,7 +132,8 @@ def gfti_curve(backend, state, budget, concept, args):
         vectors, report = final_vectors(state, backend)
         # A run stopped here would pay for this one final choice (and polish), not for the earlier points' ones.
         seconds = search_seconds + time.perf_counter() - t0
-        points.append({"rows": state.forward_rows, "seconds": round(seconds, 2),
+        points.append({"rows": start_rows + state.forward_rows, "start_rows": start_rows,
+                       "seconds": round(seconds, 2),
                        "holdout_loss": report["holdout_loss"][report["chosen"]],
                        **{k: report[k] for k in ("polish", "polish_rows") if k in report},
                        "norm": float(vectors["clip_l"].norm(dim=-1).max()),
@@ -109,7 +142,9 @@ def gfti_curve(backend, state, budget, concept, args):
 
 
 def gradient_curve(backend, data, init, budget, concept, args, seed, basis=None):
-    points, steps_total = [], budget // args.grad_batch
+    """Gradient TI at the same forward-equivalent budget: a step's backward pass counts as `grad_cost` − 1
+    forwards (2 by default), so it gets budget / grad_cost rows."""
+    points, steps_total = [], budget // (args.grad_batch * args.grad_cost)
     marks = {max(1, int(steps_total * f)) for f in FRACTIONS}
     rec = {}
 
@@ -121,7 +156,8 @@ def gradient_curve(backend, data, init, budget, concept, args, seed, basis=None)
                 basis=basis, on_step=on_step)
     for step in sorted(rec):
         vec, rows, seconds = rec[step]
-        points.append({"rows": rows, "seconds": round(seconds, 2), "norm": float(vec.norm(dim=-1).max()),
+        points.append({"rows": rows * args.grad_cost, "forward_rows": rows, "seconds": round(seconds, 2),
+                       "norm": float(vec.norm(dim=-1).max()),
                        **measure(backend, {"clip_l": vec}, concept, args.images, args.eval_seed)})
     return points
 
@@ -176,27 +212,25 @@ def parse_variant(name: str) -> tuple[dict, dict]:
 
 
 def concept_mask_tensor(concept, seed):
-    from toyworld.concepts import concept_masks
+    concept_masks = world().module("concepts").concept_masks
     return torch.stack([torch.from_numpy(np.asarray(m, dtype="float32") / 255)[None]
                         for m in concept_masks(concept, n=6, seed=seed)])
 
 
 def run_concept(backend, tables, concept, seed, args):
-    from toyworld.concepts import concept_words
-
     images = concept_tensor(concept, seed)
-    words = str(ROOT / "toyworld" / "concept_words.txt")
-    phrases = str(ROOT / "toyworld" / "context_phrases.txt")
+    words, phrases = str(world().init_words), str(world().context_phrases)
     base = dataclasses.replace(InversionConfig(), seed=seed, token="tok", init_words=words, context_phrases=phrases)
-    result = {"concept": concept_words(concept), "seed": seed}
+    name = f"{concept[1]} {concept[0]}"
+    result = {"concept": name, "seed": seed, "world": world().name}
     plain = start_run(backend, dataclasses.replace(base, auto_context=False), images)
     context = start_run(backend, dataclasses.replace(base, auto_context=True), images)
     result["context_phrases"] = context.init_info.get("context")
     result["init_info"] = plain.init_info
     init = plain.subspace.origin
     result["init"] = measure(backend, init, concept, args.images, args.eval_seed)
-    result["true-words"] = measure(backend, None, concept, args.images, args.eval_seed,
-                                   words=f"a {concept_words(concept)}")
+    true_words = (f"a {name}" if world().name == "shapes" else f"{concept[1]}, {concept[0]}")
+    result["true-words"] = measure(backend, None, concept, args.images, args.eval_seed, words=true_words)
     runs = {"gfti": lambda: gfti_curve(backend, plain, args.budget, concept, args),
             "gfti+context": lambda: gfti_curve(backend, context, args.budget, concept, args),
             "seed-faithful": lambda: gfti_curve(backend, original_space(plain, tables), args.budget, concept, args),
@@ -204,6 +238,9 @@ def run_concept(backend, tables, concept, seed, args):
                                                   seed),
             "gradient-ti+context": lambda: gradient_curve(backend, context.data, init["clip_l"], args.budget,
                                                           concept, args, seed)}
+    plain_cfg = dataclasses.replace(base, **PLAIN, init_text=plain_init_word(concept))
+    runs["plain"] = lambda: gfti_curve(backend, start_run(backend, plain_cfg, images), args.budget, concept, args)
+    runs["defaults"] = lambda: gfti_curve(backend, start_run(backend, base, images), args.budget, concept, args)
     for name in args.methods.split(";"):
         if name.startswith(("gfti:", "gradient-ti:")):  # a variant, e.g. "gfti:auto_context=1,masks=1"
             overrides, options = parse_variant(name)
@@ -241,6 +278,9 @@ def main() -> None:
     p.add_argument("--eval-seed", type=int, default=1234)
     p.add_argument("--grad-batch", type=int, default=4)
     p.add_argument("--grad-lr", type=float, default=5e-3)
+    p.add_argument("--grad-cost", type=int, default=3,
+                   help="forward-equivalents per gradient TI row (forward + backward = 3)")
+    p.add_argument("--world", choices=("shapes", "tags"), default="shapes", help="measuring world (toyworld/worlds.py)")
     p.add_argument("--out", default="benchmarks/results/toy")
     p.add_argument("--methods", default="gfti;gfti+context;seed-faithful;gradient-ti;gradient-ti+context",
                    help="';'-separated; 'gfti:field=value,...' runs GFTI with those config fields changed")
@@ -251,10 +291,13 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     from toyworld import load_pipeline
-    from toyworld.concepts import HELD_OUT_CONCEPTS
+    from toyworld.worlds import get_world
 
-    backend = DiffusersBackend(load_pipeline(model_dir=Path(args.model_dir) if args.model_dir else None),
-                               model_name="gfti-toy")
+    global WORLD
+    WORLD = get_world(args.world)
+    HELD_OUT_CONCEPTS = WORLD.held_out
+    backend = DiffusersBackend(load_pipeline(model_dir=Path(args.model_dir) if args.model_dir else WORLD.model_dir),
+                               model_name=f"gfti-toy-{WORLD.name}")
     tables = {e.name: backend.token_table(e.name) for e in backend.encoders}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

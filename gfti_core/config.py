@@ -51,8 +51,9 @@ class InversionConfig:
     init_file: str = _opt("", "embedding file to start from for init_mode=file", group="init")
     init_clip_model: str = _opt("", "local CLIP model folder (both towers) for init_mode=clip-attention",
                                 group="init")
-    init_words: str = _opt("", "word list (one concept per line) scored by denoise-attention/clip-attention; "
-                           "empty = the shipped ImageNet + style list", group="init")
+    init_words: str = _opt("", "words the init scores (denoise-attention, clip-attention), one per line, or the "
+                           "path of a text file with one per line; empty = the shipped ImageNet + style list",
+                           group="init")
     init_temperature: float = _opt(0.25, "denoise-attention softmax temperature, in units of the scored words' "
                                    "loss spread (std); lower = sharper", lo=1e-3, hi=100.0, group="init")
     clip_temperature: float = _opt(0.02, "clip-attention softmax temperature over cosine similarities", lo=1e-4,
@@ -96,8 +97,8 @@ class InversionConfig:
                               "denoise-attention init is then scored again on the captioned prompts. On by default: "
                               "on the toy benchmark it raised fidelity and editability (docs/engine.md, Editability)",
                               group="train")
-    context_phrases: str = _opt("", "context phrase list for auto_context (one per line); empty = shipped list",
-                                group="train")
+    context_phrases: str = _opt("", "phrases auto_context may add to an image's prompts, one per line, or the "
+                                "path of a text file with one per line; empty = the shipped list", group="train")
     flip: bool = _opt(True, "also train on horizontally flipped images", group="train")
     common_random_numbers: bool = _opt(True, "score every candidate of a generation on the same draw "
                                        "(off only to reproduce the original method)", group="train")

@@ -106,7 +106,8 @@ def build_training_set(backend: Backend, images: torch.Tensor, captions: list[st
 
 def _known_words_only(backend: Backend, prompts: list[list[str]]) -> list[list[str]]:
     """Drop templates with words the model's tokenizer does not know (word-level vocabularies map them to
-    <unk>, which only adds noise); an image whose templates are all unknown keeps them."""
+    <unk>, which only adds noise); an image whose templates are all unknown is trained on the token alone,
+    which every tokenizer can say (a model captioned with tags never saw "a photo of")."""
     known: dict[str, bool] = {}
 
     def ok(prompt: str) -> bool:
@@ -115,7 +116,10 @@ def _known_words_only(backend: Backend, prompts: list[list[str]]) -> list[list[s
             known[prompt] = all(backend.word_ids(text, e.name) is not None for e in backend.encoders)
         return known[prompt]
 
-    return [[p for p in options if ok(p)] or options for options in prompts]
+    kept = [[p for p in options if ok(p)] for options in prompts]
+    if not all(kept):
+        log.warning("the model's tokenizer does not know the prompt templates' words; training on the bare token")
+    return [options or [PLACEHOLDER] for options in kept]
 
 
 def _latent_weights(masks: torch.Tensor, size) -> torch.Tensor:
@@ -159,7 +163,7 @@ def start_run(backend: Backend, cfg: InversionConfig, images: torch.Tensor,
             first, rows = info["top"], evaluator.forward_rows
             evaluator = Evaluator(backend, data, cfg.batch_rows, should_stop, tracker.rows)  # its own prompts
             evaluator.forward_rows = rows
-            origin, info = initial_vectors(backend, tables, data, cfg, evaluator, images)
+            origin, info = initial_vectors(backend, tables, data, cfg, evaluator, images, info["shortlist"])
             info["top_before_context"] = first
         info["context"] = context
     count = min(cfg.subspace_words, cfg.subspace_dim) if cfg.subspace == "pca" else 0  # word rows of the basis
@@ -180,7 +184,8 @@ def _planned_start_rows(backend: Backend, tables, cfg: InversionConfig, images: 
     init = planned_init_rows(backend, tables, cfg)
     if not cfg.auto_context:
         return init
-    return init * (2 if cfg.init_mode == "denoise-attention" else 1) + planned_context_rows(cfg, images, captions)
+    again = planned_init_rows(backend, tables, cfg, rescore=True) if cfg.init_mode == "denoise-attention" else 0
+    return init + again + planned_context_rows(cfg, images, captions)
 
 
 def with_settings(state: RunState, **changes) -> RunState:

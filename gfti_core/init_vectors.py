@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -23,17 +24,30 @@ DEFAULT_WORDS = Path(__file__).parent / "data" / "concept_words.txt"
 Vectors = dict[str, torch.Tensor]  # encoder -> [N, D]
 
 
-def load_word_list(path: str | Path = "", default: Path = DEFAULT_WORDS, what: str = "init word list") -> list[str]:
-    """One entry per line, '#' starts a comment, duplicates dropped; empty path = the shipped `default`."""
-    path = Path(path) if path else default
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the {what} {path}: {exc.strerror}; pass an existing file") from exc
-    entries = list(dict.fromkeys(e for e in (ln.split("#", 1)[0].strip() for ln in lines) if e))
+def load_word_list(value: str | Path = "", default: Path = DEFAULT_WORDS, what: str = "init word list") -> list[str]:
+    """The entries a user typed, one per line, or those of the text file `value` names; empty = the shipped
+    `default`. '#' starts a comment, duplicates are dropped."""
+    text, source = _list_text(value, default, what)
+    entries = list(dict.fromkeys(e for e in (ln.split("#", 1)[0].strip() for ln in text.splitlines()) if e))
     if not entries:
-        raise ConfigError(f"the {what} {path} is empty; put one entry per line")
+        raise ConfigError(f"the {what} {source} is empty; put one entry per line")
     return entries
+
+
+def _list_text(value: str | Path, default: Path, what: str) -> tuple[str, str]:
+    """→ (the list's text, where it came from). One line that names a file is that file; one line that looks
+    like a path (a folder separator or a .txt ending) but names none is an error, not a one-word list."""
+    value = str(value) if value else ""
+    if "\n" in value.strip():
+        return value, "you typed"
+    path = Path(value) if value else default
+    if value and not path.is_file() and not (os.sep in value or "/" in value or value.endswith(".txt")):
+        return value, "you typed"
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} {path}: {exc.strerror}; type the entries one per line or "
+                          "give an existing text file") from exc
 
 
 def word_vector(backend: Backend, tables: dict[str, torch.Tensor], text: str, encoder: str) -> torch.Tensor | None:
@@ -139,20 +153,28 @@ def entropy(weights: torch.Tensor) -> float:
     return float(-(w * w.log()).sum())
 
 
+SHORT_LIST = 16  # words the fine stage scores on the larger draw
+
+
 def denoise_attention_init(backend: Backend, tables, data: TrainingSet, cfg: InversionConfig,
-                           evaluator: Evaluator) -> tuple[Vectors, dict]:
-    words, vecs = candidate_words(backend, tables, load_word_list(cfg.init_words))
+                           evaluator: Evaluator, shortlist: list[str] | None = None) -> tuple[Vectors, dict]:
+    """Stage 1 ranks every word on one small shared draw (`init_samples` draws: the ranking only has to keep
+    the right words in the short list, and it is the start's largest cost); stage 2 scores the short list
+    again on a 4x larger fresh draw, so the final weights rest on a low-noise estimate. `shortlist` skips
+    stage 1 (a second pass after auto context re-scores only the first pass's short list)."""
+    words, vecs = candidate_words(backend, tables, shortlist or load_word_list(cfg.init_words))
     n = cfg.num_vectors
-    # Stage 1: every word on a small shared draw; stage 2: the 32 best again on a 4× larger fresh draw,
-    # so the final weights rest on a low-noise estimate without paying for it on every word.
-    coarse = score_words(evaluator, data, vecs, n, 2 * cfg.init_samples, cfg, stream=1)
-    short = torch.argsort(coarse)[:32]
+    if shortlist:
+        short = torch.arange(len(words))
+    else:
+        coarse = score_words(evaluator, data, vecs, n, cfg.init_samples, cfg, stream=1)
+        short = torch.argsort(coarse)[:SHORT_LIST]
     vecs2 = {enc: v[short] for enc, v in vecs.items()}
-    fine = score_words(evaluator, data, vecs2, n, 8 * cfg.init_samples, cfg, stream=2)
+    fine = score_words(evaluator, data, vecs2, n, 4 * cfg.init_samples, cfg, stream=2)
     mixed, keep, weights = softmax_mixture(fine, vecs2, cfg.init_temperature, cfg.init_top_k)
     order = torch.argsort(fine).tolist()
     names = [words[int(i)] for i in short]  # the short list's words, indexed like vecs2
-    info = {"mode": "denoise-attention", "words_scored": len(words),
+    info = {"mode": "denoise-attention", "words_scored": len(words), "shortlist": names,
             "top": [{"word": w, "weight": round(float(p), 4), "loss": round(float(fine[i]), 6)}
                     for w, p, i in zip((names[i] for i in keep), weights, keep)][:10],
             "ranked_words": [names[i] for i in order],  # the subspace's word rows
@@ -199,13 +221,15 @@ def sequence_rows(pool: int, n: int, samples: int) -> int:
     return sum(max(0, pool - r) * (r + 1) for r in range(1, n)) * 8 * samples
 
 
-def planned_init_rows(backend: Backend, tables: dict[str, torch.Tensor], cfg: InversionConfig) -> int:
-    """Denoiser rows `initial_vectors` will evaluate (for the start's progress bar)."""
+def planned_init_rows(backend: Backend, tables: dict[str, torch.Tensor], cfg: InversionConfig,
+                      rescore: bool = False) -> int:
+    """Denoiser rows `initial_vectors` will evaluate (for the start's progress bar); `rescore`: the second
+    pass, which scores only the short list."""
     if cfg.init_mode != "denoise-attention":
         return 0
     words = len(candidate_words(backend, tables, load_word_list(cfg.init_words))[0])
-    short, s = min(32, words), cfg.init_samples
-    rows = words * 2 * s + short * 8 * s
+    short, s = min(SHORT_LIST, words), cfg.init_samples
+    rows = (0 if rescore else words * s) + short * 4 * s
     if cfg.init_sum:
         return rows + sequence_rows(short, cfg.init_sum, s) + len(PHRASE_SUM_SCALES) * 8 * s
     return rows + (sequence_rows(short, cfg.num_vectors, s) if cfg.num_vectors > 1 else 0)
@@ -237,13 +261,14 @@ def file_init(path: str, backend: Backend, n: int) -> tuple[Vectors, dict]:
 
 
 def initial_vectors(backend: Backend, tables: dict[str, torch.Tensor], data: TrainingSet,
-                    cfg: InversionConfig, evaluator: Evaluator, images: torch.Tensor | None = None):
-    """→ ({encoder: [N, D]}, info dict for the user)."""
+                    cfg: InversionConfig, evaluator: Evaluator, images: torch.Tensor | None = None,
+                    shortlist: list[str] | None = None):
+    """→ ({encoder: [N, D]}, info dict for the user). `shortlist`: denoise-attention scores only these words."""
     if cfg.init_mode == "word":
         return word_init(backend, tables, cfg.init_text, cfg.num_vectors), {"mode": "word",
                                                                              "text": cfg.init_text}
     if cfg.init_mode == "denoise-attention":
-        return denoise_attention_init(backend, tables, data, cfg, evaluator)
+        return denoise_attention_init(backend, tables, data, cfg, evaluator, shortlist)
     if cfg.init_mode == "file":
         return file_init(cfg.init_file, backend, cfg.num_vectors)
     if cfg.init_mode == "clip-attention":

@@ -49,3 +49,29 @@ def test_stop_during_auto_context_raises_cancelled():
         start_run(backend, _cfg(), IMAGES, on_progress=lambda p: stages.append(p.stage),
                   should_stop=lambda: bool(stages) and stages[-1] == "auto context")
     assert stages[-1] == "auto context"
+
+
+def test_word_lists_are_typed_lines_or_a_file(tmp_path):
+    from gfti_core.config import ConfigError
+    from gfti_core.init_vectors import load_word_list
+
+    assert load_word_list("cat\ndog # pets\n\ncat") == ["cat", "dog"]
+    assert load_word_list("cat") == ["cat"]
+    listed = tmp_path / "words.txt"
+    listed.write_text("red car\nzebra\n")
+    assert load_word_list(str(listed)) == ["red car", "zebra"]
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_word_list(str(tmp_path / "missing.txt"))
+
+
+def test_a_tag_model_that_knows_no_template_word_trains_on_the_bare_token():
+    from gfti_core.backend import PLACEHOLDER
+    from gfti_core.engine import build_training_set
+
+    class TagsOnly(FakeBackend):
+        def word_ids(self, text, encoder):
+            return None if any(w in text.split() for w in ("photo", "picture", "image", "rendering", "a",
+                                                           "an")) else super().word_ids(text, encoder)
+
+    data = build_training_set(TagsOnly(), IMAGES, None, _cfg())
+    assert all(p == [PLACEHOLDER] for p in data.prompts)

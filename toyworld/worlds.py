@@ -30,6 +30,8 @@ class World:
     training_combos: tuple[tuple[str, str], ...]
     new_context: str                      # a background the concepts' example images never show
     modules: str                          # package holding scenes/data/concepts
+    init_words: Path                      # the world's own word list for GFTI's init (`--init-words`)
+    context_phrases: Path                 # and its context phrases (`--context-phrases`)
 
     def module(self, name: str):
         return importlib.import_module(f"{self.modules}.{name}")
@@ -41,6 +43,13 @@ class World:
         from .scenes import article
         suffix = f" on {article(background)} {background} background" if background else ""
         return f"a photo of {article(colour)} {colour} {shape}{suffix}"
+
+    def subject_prompt(self, subject: str, background: str | None = None) -> str:
+        """A prompt about `subject` (a token or words) in the world's caption style."""
+        if self.name == "tags":
+            return ", ".join([subject] + ([f"{background} background"] if background else []))
+        from .scenes import article
+        return f"a photo of {subject}" + (f" on {article(background)} {background} background" if background else "")
 
     def sample_scene(self, rng: np.random.Generator):
         return self.module("scenes").sample_scene(rng)
@@ -59,7 +68,7 @@ def _shapes() -> World:
                  {"shape": list(SHAPES), "colour": list(COLOURS), "background": list(BACKGROUNDS)},
                  HELD_OUT_CONCEPTS, (("circle", "red"), ("square", "green"), ("triangle", "yellow"),
                                      ("star", "blue"), ("ring", "white"), ("cross", "cyan")),
-                 "green", "toyworld")
+                 "green", "toyworld", PACKAGE / "concept_words.txt", PACKAGE / "context_phrases.txt")
 
 
 def _tags() -> World:
@@ -68,7 +77,8 @@ def _tags() -> World:
     return World("tags", 32, 512, 12, PACKAGE / "world2" / "model", PACKAGE / "world2" / "classifier.safetensors",
                  (",", "background", *STYLE_TAGS, *SHAPES, *COLOURS, *BACKGROUNDS),
                  {"shape": list(SHAPES), "colour": list(COLOURS), "background": list(BACKGROUNDS)},
-                 concepts.HELD_OUT_CONCEPTS, concepts.TRAINING_COMBOS, concepts.NEW_CONTEXT, "toyworld.world2")
+                 concepts.HELD_OUT_CONCEPTS, concepts.TRAINING_COMBOS, concepts.NEW_CONTEXT, "toyworld.world2",
+                 PACKAGE / "world2" / "concept_words.txt", PACKAGE / "world2" / "context_phrases.txt")
 
 
 WORLDS = {"shapes": _shapes, "tags": _tags}
