@@ -18,7 +18,14 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 import torch
 
 PLACEHOLDER = "<*>"
-FAMILIES = ("sd1", "sd2", "sdxl")
+# The one table of model families: each family's text encoders (SDXL's in the order hosts stack them) and their
+# widths in the real models (toy and test models may be narrower; they are told apart by encoder count and width).
+FAMILY_WIDTHS: dict[str, dict[str, int]] = {
+    "sd1": {"clip_l": 768},
+    "sd2": {"clip_h": 1024},
+    "sdxl": {"clip_l": 768, "clip_g": 1280},
+}
+FAMILIES = tuple(FAMILY_WIDTHS)
 # Rare words that are one token in CLIP's BPE vocabulary (and in the toy tokenizer); the first that is a single
 # token in every encoder marks the learned token's position(s).
 PLACEHOLDER_WORDS = ("sks", "zwx", "xqz", "ktn", "vlx")
@@ -104,10 +111,17 @@ def per_row_mse(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor 
 
 
 def family_of_widths(widths: Sequence[int]) -> tuple[str, tuple[str, ...]]:
-    """(family, encoder names) from the text encoders' widths: two encoders = SDXL, 1024 = SD2, else SD1."""
+    """(family, encoder names) from the text encoders' widths: two encoders = SDXL, SD2's width = SD2, else SD1."""
     if len(widths) == 2:
-        return "sdxl", ("clip_l", "clip_g")
-    return ("sd2", ("clip_h",)) if widths[0] == 1024 else ("sd1", ("clip_l",))
+        family = "sdxl"
+    else:
+        family = "sd2" if widths[0] == FAMILY_WIDTHS["sd2"]["clip_h"] else "sd1"
+    return family, tuple(FAMILY_WIDTHS[family])
+
+
+def family_of_encoders(names: Sequence[str]) -> str | None:
+    """The family whose text encoders are exactly `names` (in any order), or None."""
+    return next((family for family, encoders in FAMILY_WIDTHS.items() if set(encoders) == set(names)), None)
 
 
 def choose_placeholder(word_ids, encoder_names: Sequence[str],

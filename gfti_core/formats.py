@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 import torch
 
+from .backend import FAMILY_WIDTHS
 from .errors import EmbeddingFileError, GFTIError
 from .safe_io import atomic_write_bytes, display_path
 
@@ -46,11 +47,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FAMILY_WIDTHS: dict[str, dict[str, int]] = {
-    "sd1": {"clip_l": 768},
-    "sd2": {"clip_h": 1024},
-    "sdxl": {"clip_l": 768, "clip_g": 1280},
-}
 _FAMILY_NAMES = {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL"}
 ENCODERS = ("clip_l", "clip_h", "clip_g")  # known encoder keys, in display order
 

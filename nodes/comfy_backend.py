@@ -18,12 +18,11 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from ..gfti_core.backend import PLACEHOLDER, EncoderSpec, choose_placeholder, sigma_space_mse
+from ..gfti_core.backend import PLACEHOLDER, EncoderSpec, choose_placeholder, family_of_encoders, sigma_space_mse
 from ..gfti_core.errors import GFTIError
 
 log = logging.getLogger(__name__)
 
-_FAMILIES = {("clip_l",): "sd1", ("clip_h",): "sd2", ("clip_g", "clip_l"): "sdxl"}
 _MAX_ROWS = 512
 
 
@@ -179,7 +178,7 @@ class ComfyBackend:
 def _detect(model, clip) -> tuple[str, tuple[EncoderSpec, ...]]:
     cm = clip.cond_stage_model
     names = tuple(sorted(n for n in ("clip_l", "clip_g", "clip_h") if isinstance(getattr(cm, n, None), torch.nn.Module)))
-    family = _FAMILIES.get(names)
+    family = family_of_encoders(names)
     widths = {n: int(getattr(cm, n).transformer.get_input_embeddings().weight.shape[1]) for n in names}
     config = model.model.model_config
     if config.inpaint_model():  # a method of the supported-model config: in_channels > 4

@@ -127,7 +127,7 @@ def test_wheel_carries_the_engine_the_toy_world_and_its_model(wheel):
 
 
 @pytest.mark.skipif(not os.environ.get("GFTI_INSTALL_TEST"),
-                    reason="installs the wheel into a new virtual environment and trains (~1 min): "
+                    reason="installs the wheel into a new virtual environment and trains one generation (minutes): "
                            "set GFTI_INSTALL_TEST=1")
 def test_installed_gfti_trains_the_toy_model_from_another_folder(wheel, tmp_path):
     """A new venv (its dependencies borrowed from this one's site-packages, the project itself only from the
@@ -149,7 +149,8 @@ def test_installed_gfti_trains_the_toy_model_from_another_folder(wheel, tmp_path
     images = site / "toyworld" / "example_concept"
     train = [str(python), "-m", "gfti_core.cli", "train", "--model", "toy", "--images", str(images), "--token",
              "sks-star", "--out", "star", "--generations", "1", "--popsize", "4", "--subspace-dim", "4",
-             "--samples-per-candidate", "2", "--holdout-samples", "2"]
+             "--samples-per-candidate", "2", "--holdout-samples", "2", "--init-mode", "word", "--init-text", "star",
+             "--no-auto-context"]
     done = subprocess.run(train, cwd=work, capture_output=True, text=True, timeout=900,
                           env={**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": "2"})
     assert done.returncode == 0, done.stderr[-3000:]
