@@ -30,7 +30,9 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def run_inner_pytest(module: str, env: dict[str, str], timeout: int = 1700) -> subprocess.CompletedProcess:
     """Run one of this folder's non-collected modules with pytest in a fresh interpreter."""
-    cmd = [sys.executable, "-m", "pytest", "-q", "-rA", "-s", "-p", "no:cacheprovider", str(HERE / module)]
+    # each inner test gets the outer budget: a hang guard, not a speed check (shared 2-core machines are slow)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rA", "-s", "-p", "no:cacheprovider", "-o", f"timeout={timeout}",
+           str(HERE / module)]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -31,6 +31,7 @@ if not CHROMIUM.is_file():
 from cdp import Browser  # noqa: E402
 from test_comfy_server import TOKEN, _get, _prompt, server  # noqa: E402,F401  (server: the module's fixture)
 
+pytestmark = pytest.mark.timeout(1500)  # a hang guard, as in test_comfy_server.py
 DOCS = ROOT / "docs" / "img"
 SCRIPT = "/extensions/gfti/gfti.js"  # the server fixture links the pack as custom_nodes/gfti
 STEP, SUBGRAPH_STEP, SAVE = 4, 5, 7

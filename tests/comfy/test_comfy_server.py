@@ -19,6 +19,8 @@ import torch
 from comfy_env import ROOT, child_env
 
 websocket = pytest.importorskip("websocket", reason="websocket-client is not installed")
+# A hang guard, not a speed check: training runs of a real server on a shared, busy 2-core machine took >10 min.
+pytestmark = pytest.mark.timeout(1500)
 TOKEN = "gfti-server-cat"
 
 
