@@ -38,9 +38,8 @@ class InversionConfig:
     token: str = _opt("gfti-concept", "name of the new pseudo-word (also the embedding file's stem)", group="concept",
                      advanced=False)
     num_vectors: int = _opt(1, "vectors per token; with denoise-attention each vector starts as one word of a "
-                            "phrase the model picks. 1 keeps the token obedient to the rest of the prompt, 2 draws "
-                            "the subject more faithfully (toy benchmark, 24 runs: fidelity 0.73 -> 0.85, "
-                            "editability 0.93 -> 0.70; BENCHMARKS.md v19)",
+                            "phrase the model picks. 1 keeps the token obedient to the rest of the prompt; 2 or more "
+                            "draw the subject more faithfully but follow the rest of the prompt less",
                             lo=1, hi=16, group="concept", advanced=False)
     init_mode: str = _opt("denoise-attention", "how the starting vector is chosen: score concept words by the "
                           "model's own denoising loss on your images (default), an initializer word, CLIP "
@@ -64,24 +63,22 @@ class InversionConfig:
     init_sum: int = _opt(0, "one vector only: start from the sum of an N-word phrase built word by word "
                          "(e.g. cyan + triangle), scaled by the loss, instead of the softmax mixture at one "
                          "token's norm (0 = mixture)", lo=0, hi=8, group="init")
-    init_samples: int = _opt(4, "denoising draws per image when scoring candidate words", lo=1, hi=64,
+    init_samples: int = _opt(4, "draws on which every candidate word is ranked; the short list of 16 is scored on 4x as many", lo=1, hi=64,
                              group="init")
     subspace: str = _opt("pca", "search space: principal directions of the token table, or BBT's "
                          "prior-normal random projection", choices=SUBSPACES, group="search")
     subspace_dim: int = _opt(64, "coefficients per vector and text encoder", lo=1, hi=4096, group="search")
     subspace_words: int = _opt(4, "how many of the search's coefficients are the init's best-scoring words "
                                "(at most subspace_dim; a unit coefficient adds one whole word vector; the rest are "
-                               "PCA directions). Lets the search compose words (\"cyan\" + \"triangle\"), which "
-                               "a PCA of the token table barely spans (docs/engine.md point 12). Used with the "
-                               "inits that rank words (denoise-attention, clip-attention)", lo=0, hi=4096, group="search")
+                               "PCA directions), so the search can compose words (\"cyan\" + \"triangle\"), which "
+                               "a PCA of the token table barely spans. Used with the inits that rank words "
+                               "(denoise-attention, clip-attention)", lo=0, hi=4096, group="search")
     subspace_scale: float = _opt(8.0, "length of a unit coefficient step in units of a typical token's spread; "
-                                 "8 lets a 32-generation search grow the vector as far as gradient TI does (toy "
-                                 "benchmark: scale 1 -> 8 moved blue circle's fidelity 0.00 -> 0.50; BENCHMARKS.md)",
+                                 "larger lets a short search move the vector further from its start",
                                  lo=1e-3, hi=100.0, group="search")
-    optimizer: str = _opt("sep-cma", "sep-cma = CMA-ES with a diagonal covariance (default: its learning rates are "
-                          "~22x full CMA's at 64 dims, so a 32-generation run adapts each direction's step; "
-                          "docs/engine.md point 10); cma = full covariance; zo-adam = zeroth-order "
-                          "gradient estimate + Adam (for comparison)", choices=OPTIMIZERS, group="search")
+    optimizer: str = _opt("sep-cma", "sep-cma = CMA-ES with a diagonal covariance (adapts each direction's step "
+                          "within few generations); cma = full covariance (pycma's CMA-ES); zo-adam = zeroth-order "
+                          "gradient estimate + Adam", choices=OPTIMIZERS, group="search")
     generations: int = _opt(100, "ES generations to run (each evaluates the whole population)", lo=0,
                             hi=100000, group="train", advanced=False)
     popsize: int = _opt(16, "candidates per generation", lo=2, hi=4096, group="train")
@@ -94,8 +91,7 @@ class InversionConfig:
                           "images", choices=TEMPLATE_SETS, group="train")
     auto_context: bool = _opt(True, "caption each image with the context phrase the model itself finds most "
                               "likely (e.g. its background), so the token learns the subject, not the scene; the "
-                              "denoise-attention init is then scored again on the captioned prompts. On by default: "
-                              "on the toy benchmark it raised fidelity and editability (docs/engine.md, Editability)",
+                              "denoise-attention init's short list is then scored again on the captioned prompts",
                               group="train")
     context_phrases: str = _opt("", "phrases auto_context may add to an image's prompts, one per line, or the "
                                 "path of a text file with one per line; empty = the shipped list", group="train")
@@ -107,11 +103,11 @@ class InversionConfig:
     norm_limit: float = _opt(0.0, "cap each vector's norm at this multiple of the largest real token norm "
                              "(0 = no cap)", lo=0.0, hi=100.0, group="search")
     tail_average: float = _opt(0.5, "share of the last generations whose search means are averaged into a "
-                               "'tail-mean' final candidate (0 = off; docs/engine.md point 11)", lo=0.0, hi=1.0,
+                               "'tail-mean' final candidate (0 = off)", lo=0.0, hi=1.0,
                                group="search")
     polish_samples: int = _opt(0, "word polish: after the search, also try 0.5, 1 and 2 more of each word the "
                                "search composes (subspace_words) and keep the change only if it lowers the loss on "
-                               "this many fixed draws (0 = off; docs/engine.md point 15)", lo=0, hi=4096,
+                               "this many fixed draws (0 = off)", lo=0, hi=4096,
                                group="search")
     holdout_samples: int = _opt(32, "fixed draws used to pick the final vector (best-ever, mean or tail mean)", lo=1,
                                 hi=4096, group="train")
