@@ -19,8 +19,6 @@ from .job import JobOptions, run_job
 
 log = logging.getLogger(__name__)
 
-MAIN_FIELDS = ("token", "num_vectors", "init_mode", "init_text", "generations", "popsize", "sigma",
-               "samples_per_candidate", "timestep_min", "timestep_max", "templates", "seed")
 CLI_ONLY = ("checkpoint_every",)  # the tab saves no run state
 JOB_HELP = {
     "image_folder": "folder of training images (optional <name>.txt captions beside them)",
@@ -64,15 +62,17 @@ def job_widgets(gr) -> dict[str, Any]:
 
 
 def config_widgets(gr) -> dict[str, Any]:
-    """Main fields first, the rest in one accordion per metadata group."""
-    specs = {f.name: f for f in field_specs() if f.name not in CLI_ONLY}
-    out = {n: widget(gr, n, specs[n].default, dict(specs[n].metadata)) for n in MAIN_FIELDS}
+    """The fields every run sets first (metadata `advanced=False`); the rest in one collapsed "Advanced"
+    accordion, grouped by their metadata group."""
+    specs = [f for f in field_specs() if f.name not in CLI_ONLY]
+    out = {f.name: widget(gr, f.name, f.default, dict(f.metadata)) for f in specs if not f.metadata.get("advanced")}
     groups: dict[str, list] = {}
-    for name, f in specs.items():
-        if name not in out:
+    for f in specs:
+        if f.name not in out:
             groups.setdefault(f.metadata.get("group", "other"), []).append(f)
-    for group, fs in groups.items():
-        with gr.Accordion(f"Advanced: {group}", open=False):
+    with gr.Accordion("Advanced", open=False, elem_id="gfti_advanced"):
+        for group, fs in groups.items():
+            gr.HTML(f"<b>{html.escape(group.capitalize())}</b>")
             out.update({f.name: widget(gr, f.name, f.default, dict(f.metadata)) for f in fs})
     return out
 

@@ -143,3 +143,17 @@ def test_an_unexpected_error_lands_in_the_message_slot(fake_webui):
     components, click = _start_click(fake_webui, broken_host)
     previews, chart, message = _click(components, click, image_folder="/nowhere")
     assert (previews, chart) == ([], None) and "model not loaded" in message
+
+
+def test_only_the_essential_fields_are_outside_the_advanced_accordion(fake_webui):
+    import gradio as gr  # the fake
+
+    opened, original = [], gr.Accordion
+    gr.Accordion = lambda *a, **kw: opened.append((a, kw)) or original(*a, **kw)
+    try:
+        widgets = ui.config_widgets(gr)
+    finally:
+        gr.Accordion = original
+    essentials = [f.name for f in field_specs() if not f.metadata["advanced"]]
+    assert list(widgets)[:len(essentials)] == essentials and "token" in essentials
+    assert opened == [(("Advanced",), {"open": False, "elem_id": "gfti_advanced"})]
