@@ -159,12 +159,11 @@ def ldm_latents(model) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def sgm_latents(model) -> Callable[[torch.Tensor], torch.Tensor]:
-    """[-1, 1] images -> scaled posterior mean for sgm autoencoders (their `encode` samples)."""
+    """[-1, 1] images -> scaled latents through sgm's own `encode_first_stage` (what A1111's img2img calls):
+    under --medvram/--lowvram A1111 wraps `first_stage_model.encode` to move the VAE to the device first, so
+    reaching past it to `first_stage_model.encoder` fails there. sgm's encode samples the posterior."""
     def encode(x):
-        fs = model.first_stage_model
-        z = fs.encoder(x.to(_unet_dtype(fs)))
-        z = fs.quant_conv(z) if getattr(fs, "quant_conv", None) is not None else z
-        return model.scale_factor * z.chunk(2, dim=1)[0]
+        return model.encode_first_stage(x.to(_unet_dtype(model.first_stage_model)))
     return encode
 
 

@@ -3,11 +3,12 @@
     python tests/hosts/webui_layout.py [a1111] [forge] [--only venv]
 
 Each host goes to ~/.cache/gfti-hosts/<host>/ (override with GFTI_HOSTS_CACHE):
-    webui/        the unpacked source tree, with repositories/ as its launch_utils expects
+    webui/        the unpacked source tree, with repositories/ as its launch_utils expects (under
+                  /var/tmp/gfti-hosts/<host>/, GFTI_WEBUI_TREES: Gradio serves nothing from a dot-folder)
     venv/         its own venv from the package index with its requirements_versions.txt pins
     hf/           an offline model-hub cache with the CLIP tokenizer (A1111 looks it up by name)
     models/       a tiny random SD1 checkpoint built by the host's own classes, in the host's venv
-    webui/extensions/gfti -> this checkout (symlink)
+    webui/extensions/gfti  this checkout's extension files (copied again before every boot)
 Every stage is skipped when its stamp (a hash of what it was built from) is current, so a second run only
 checks. Booting is `webui_server.py`'s job. Nothing here is imported by the product.
 """
@@ -30,6 +31,9 @@ log = logging.getLogger("webui_layout")
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("GFTI_SHARED_HOSTS", REPO.parent / "shared" / "hosts"))
 CACHE = Path(os.environ.get("GFTI_HOSTS_CACHE", Path.home() / ".cache" / "gfti-hosts"))
+# The source trees live outside any dot-folder: Gradio refuses to serve a file with a path part starting with
+# "." (routes.py `is_dotfile`), so a webui under ~/.cache would get none of its own JavaScript.
+TREES = Path(os.environ.get("GFTI_WEBUI_TREES", "/var/tmp/gfti-hosts"))
 PYTHON = os.environ.get("GFTI_HOST_PYTHON", shutil.which("python3.11") or sys.executable)
 TORCH = ["torch==2.14.1", "torchvision==0.29.1"]  # on local disk; the index's torchvision does not match it
 
@@ -49,7 +53,7 @@ class HostSpec:
 
     @property
     def webui(self) -> Path:
-        return self.root / "webui"
+        return TREES / self.name / "webui"
 
     @property
     def venv_python(self) -> Path:
@@ -102,7 +106,7 @@ def unpack(tarball: Path, dest: Path) -> None:
 def lay_out_source(spec: HostSpec) -> None:
     tarballs = [spec.tarball, *spec.repositories.values()]
     key = digest(*[(SHARED / t).read_bytes() for t in tarballs])  # CI's copy of shared/ has other mtimes
-    stamp = spec.root / "source.stamp"
+    stamp = spec.webui.parent / "source.stamp"
     if stamped(stamp, key) and spec.webui.is_dir():
         return
     log.info("%s: unpacking %s", spec.name, spec.tarball)
@@ -214,19 +218,34 @@ def extension_requirements() -> list[str]:
     raise RuntimeError("install.py has no REQUIREMENTS")
 
 
+# What a user's clone in extensions/ holds that the webui uses. Copied, not linked: the webui serves an
+# extension's javascript/ only from inside its own folders (Gradio's allowed paths), as for a real clone.
+EXTENSION_PARTS = ("install.py", "scripts", "javascript", "gfti_webui", "gfti_core")
+
+
+def copy_extension(spec: HostSpec) -> Path:
+    """extensions/gfti as a fresh copy of this checkout's extension files (run before every boot)."""
+    dest = spec.webui / "extensions" / "gfti"
+    if dest.is_symlink():
+        dest.unlink()
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    for part in EXTENSION_PARTS:
+        src = REPO / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(src, dest / part)
+    return dest
+
+
 def install_extension(spec: HostSpec) -> None:
     reqs = extension_requirements()
     stamp = spec.root / "venv" / "gfti-extension.stamp"
     if not stamped(stamp, digest(*reqs)):
         subprocess.run([str(spec.venv_python), "-m", "pip", "install", "-q", *TORCH, *reqs], check=True)
         stamp.write_text(digest(*reqs))
-    link = spec.webui / "extensions" / "gfti"
-    if link.is_symlink() and link.resolve() == REPO:
-        return
-    link.parent.mkdir(exist_ok=True)
-    if link.is_symlink():
-        link.unlink()
-    link.symlink_to(REPO, target_is_directory=True)
+    copy_extension(spec)
 
 
 STAGES = {"source": lay_out_source, "venv": build_venv, "hf": build_hf_cache, "checkpoint": build_checkpoint,

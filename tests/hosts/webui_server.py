@@ -63,8 +63,8 @@ def ready(spec: webui_layout.HostSpec) -> str:
     """'' when the host is laid out, else why not (the tests skip with this reason)."""
     if not spec.venv_python.is_file() or not (spec.root / "venv" / "gfti.stamp").is_file():
         return f"{spec.name} is not laid out under {spec.root}: run python tests/hosts/webui_layout.py {spec.name}"
-    if not (spec.webui / "extensions" / "gfti").is_symlink():
-        return f"{spec.name}: the extension is not linked; run python tests/hosts/webui_layout.py {spec.name}"
+    if not (spec.root / "venv" / "gfti-extension.stamp").is_file():
+        return f"{spec.name}: the extension's requirements are missing; run python tests/hosts/webui_layout.py {spec.name}"
     return ""
 
 
@@ -85,6 +85,12 @@ def environment(spec: webui_layout.HostSpec) -> dict[str, str]:
 def wait_until_serving(server: Server, timeout: float) -> None:
     """The API answers and the checkpoint is loaded (the model loads after the port opens)."""
     deadline = time.monotonic() + timeout
+    # No request before the webui says it has started: it adds its API middleware after the port opens, and a
+    # request in between makes starlette refuse that ("Cannot add middleware after an application has started").
+    while b"Startup time" not in server.log_path.read_bytes() and time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            break
+        time.sleep(1)
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(f"{server.name} exited with {server.process.returncode}:\n{server.log_tail()}")
@@ -98,6 +104,7 @@ def wait_until_serving(server: Server, timeout: float) -> None:
 @contextlib.contextmanager
 def running(name: str, workdir: Path, timeout: float = 600):
     spec = webui_layout.HOSTS[name]
+    webui_layout.copy_extension(spec)  # the checkout as it is now
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "embeddings").mkdir(exist_ok=True)
     port = free_port()
