@@ -12,8 +12,9 @@ from typing import Callable
 
 import torch
 
-from gfti_core.backends.diffusers_backend import DiffusersBackend, inject_vectors
 from gfti_core.backend import PLACEHOLDER, per_row_mse
+from gfti_core.backends.diffusers_backend import DiffusersBackend
+from gfti_core.inject import inject_vectors
 from gfti_core.objective import TrainingSet, draw_samples
 
 
@@ -55,7 +56,7 @@ def gradient_ti(backend: DiffusersBackend, data: TrainingSet, init: torch.Tensor
         ids = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
                   return_tensors="pt").input_ids.to(dev)
         vec = to_vector(param)
-        with inject_vectors(te, ids, ph_id, vec[None].expand(batch, -1, -1).to(dtype)):
+        with inject_vectors(te.get_input_embeddings(), ph_id, vec[None].expand(batch, -1, -1).to(dtype)):
             cond = te(ids)[0]
         latents = all_latents[draw.latent_idx.to(dev)]
         noise, timesteps = draw.noise.to(dev, dtype), draw.timesteps.to(dev)

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from gfti_core.backend import (PLACEHOLDER, EncoderSpec, choose_placeholder, family_of_widths,
                                per_row_mse, rows_for_memory, v_target)
 from gfti_core.errors import GFTIError
+from gfti_core.inject import inject_vectors
 
 EncodeFn = Callable[[list[str]], Any]                                    # prompts -> host conditioning
 # (x0, t, noise, cond, weights) -> per-row MSE against the model's own target (ε or v), see Backend.denoise_loss
@@ -76,33 +77,6 @@ def named_encoders(embedders: Sequence[Any], make=text_encoder) -> list[TextEnco
     widths = [int(embedding_weight(token_embedding(e)).shape[1]) for e in embedders]
     _, names = family_of_widths(widths)
     return [make(e, n) for e, n in zip(embedders, names)]
-
-
-@contextlib.contextmanager
-def inject(module: torch.nn.Module, placeholder_id: int, vectors: torch.Tensor | None) -> Iterator[None]:
-    """While active, the k-th placeholder token of row b embeds as vectors[b, k % N] (vectors [B, N, D]).
-    Calls without the placeholder (an empty prompt, a later A1111 chunk) pass through unchanged."""
-    if vectors is None:
-        yield
-        return
-
-    def hook(_module, inputs, output):
-        mask = inputs[0] == placeholder_id
-        if not bool(mask.any()):
-            return output
-        if mask.shape[0] != vectors.shape[0]:
-            raise RuntimeError(f"text encoder got {mask.shape[0]} rows for {vectors.shape[0]} candidate rows")
-        rows = torch.arange(mask.shape[0], device=mask.device)[:, None].expand_as(mask)[mask]
-        occurrence = ((mask.cumsum(1) - 1) % vectors.shape[1])[mask]
-        output = output.clone()
-        output[mask] = vectors.to(output.device, output.dtype)[rows.cpu(), occurrence.cpu()]
-        return output
-
-    handle = module.register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
 
 
 # -- denoising losses: (x0, t, noise, cond, weights) -> per-row MSE against the model's own target ----------
@@ -202,7 +176,7 @@ class WebuiBackend:
         texts = [p.replace(PLACEHOLDER, " ".join([self.placeholder] * n)) for p in prompts]
         with contextlib.ExitStack() as stack:
             for name, enc in self._encoders.items():
-                stack.enter_context(inject(enc.embedding, self._placeholder_ids[name], vectors and vectors[name]))
+                stack.enter_context(inject_vectors(enc.embedding, self._placeholder_ids[name], vectors and vectors[name]))
             with self._context():
                 return self._condition(texts)
 

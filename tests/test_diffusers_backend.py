@@ -97,9 +97,9 @@ def test_multi_vector_injection_fills_each_position(tiny_sd1):
         handle.remove()
     # seen holds the output *before* our hook replaced it only if ours ran later; compare via a fresh pass
     ids = tiny_sd1.tokenizer(["a sks sks sks b"], padding="max_length", max_length=77, return_tensors="pt").input_ids
-    from gfti_core.backends.diffusers_backend import inject_vectors
+    from gfti_core.inject import inject_vectors
 
-    with inject_vectors(tiny_sd1.text_encoder, ids, backend._placeholder_ids["clip_l"], v):
+    with inject_vectors(tiny_sd1.text_encoder.get_input_embeddings(), backend._placeholder_ids["clip_l"], v):
         rows = emb(ids)
     positions = (ids[0] == backend._placeholder_ids["clip_l"]).nonzero().flatten()
     assert len(positions) == 3

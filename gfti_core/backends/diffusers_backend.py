@@ -6,39 +6,17 @@ argmax(ids), which added tokens would move) and the user's tokenizer is never mo
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from ..backend import (PLACEHOLDER, EncoderSpec, choose_placeholder, family_of_widths, per_row_mse,
                        rows_for_memory, v_target)
+from ..inject import inject_vectors
 from ..placeholder import spare_words
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def inject_vectors(text_encoder, ids: torch.Tensor, placeholder_id: int, vectors: torch.Tensor | None) -> Iterator:
-    """While active, the k-th placeholder token of row b embeds as vectors[b, k % N]. vectors [B, N, D]."""
-    if vectors is None:
-        yield
-        return
-    mask = ids == placeholder_id
-    rows = torch.arange(ids.shape[0], device=ids.device)[:, None].expand_as(ids)[mask]
-    occurrence = ((mask.cumsum(1) - 1) % vectors.shape[1])[mask]
-
-    def hook(_module, _inputs, output):
-        output = output.clone()
-        output[mask] = vectors.to(output.device, output.dtype)[rows, occurrence]
-        return output
-
-    handle = text_encoder.get_input_embeddings().register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
 
 
 class DiffusersBackend:
@@ -91,7 +69,8 @@ class DiffusersBackend:
             length = min(tok.model_max_length, te.config.max_position_embeddings)  # some tokenizer files say 8192
             ids = tok(texts, padding="max_length", max_length=length, truncation=True,
                       return_tensors="pt").input_ids.to(self.device)
-            with inject_vectors(te, ids, self._placeholder_ids[spec.name], vectors and vectors[spec.name]):
+            with inject_vectors(te.get_input_embeddings(), self._placeholder_ids[spec.name],
+                                vectors and vectors[spec.name]):
                 out = te(ids, output_hidden_states=True)
             if self.family == "sdxl":
                 hidden.append(out.hidden_states[-2])
