@@ -13,7 +13,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 CDP = HERE.parent / "comfy" / "cdp.py"
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = pytest.mark.timeout(1500)  # the first test of a host waits for its boot
 
 
 def browser_class():
