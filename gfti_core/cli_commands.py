@@ -16,6 +16,7 @@ from .errors import GFTIError, StateFileError
 from .finish import Target, finish_run, may_replace, output_path
 from .formats import describe, read_embedding
 from .holdout import describe_early_stop, describe_holdout, stalled
+from .previews import backend_sampler, timeline
 from .init_vectors import describe_start
 from .loading import named_model
 from .safe_io import atomic_write
@@ -106,11 +107,13 @@ def _replace_config(state: RunState, cfg) -> RunState:
     return with_settings(state, **changed)
 
 
-def _run(state: RunState, backend, state_path: Path, on_generation=None) -> tuple[RunState, bool]:
+def _run(state: RunState, backend, state_path: Path, on_generation=None,
+         previews: Path | None = None) -> tuple[RunState, bool]:
     """Run the remaining generations, checkpointing; returns the state and whether the user stopped it."""
     from tqdm import tqdm
 
     cfg = state.config
+    sampler, grids = _preview_sampler(backend, cfg), []
     todo = max(0, cfg.generations - state.generation)
     every = cfg.checkpoint_every or todo or 1
     with stop_on_ctrl_c() as stop, tqdm(total=cfg.generations, initial=state.generation, unit="gen") as bar:
@@ -120,6 +123,9 @@ def _run(state: RunState, backend, state_path: Path, on_generation=None) -> tupl
                 bar.set_postfix(holdout=f"{r.holdout_curve[-1][1]:.5f}", mean=f"{r.mean:.5f}")
             else:
                 bar.set_postfix(best=f"{r.best_ever:.5f}", mean=f"{r.mean:.5f}")
+            if r.preview is not None and previews is not None:
+                grids.append(r.preview)
+                atomic_write(previews, lambda tmp: timeline(grids).save(tmp, format="PNG"), overwrite=True)
             if on_generation:
                 on_generation(r)
 
@@ -128,13 +134,22 @@ def _run(state: RunState, backend, state_path: Path, on_generation=None) -> tupl
             saved = state
             try:
                 state = run_generations(state, backend, min(every, cfg.generations - state.generation), report,
-                                        lambda: stop[0])
+                                        lambda: stop[0], sampler)
                 save_state(state, state_path)
             except GFTIError as exc:  # a diverged model, a full disk: the last checkpoint is still on disk
                 raise _kept(exc, saved, state_path) from exc
     if describe_early_stop(cfg, state.history):
         log.info("%s", describe_early_stop(cfg, state.history))
     return state, stop[0]
+
+
+def _preview_sampler(backend, cfg):
+    if not cfg.preview_every:
+        return None
+    sampler = backend_sampler(backend)
+    if sampler is None:
+        log.warning("preview_every=%d: this backend cannot generate images; no previews", cfg.preview_every)
+    return sampler
 
 
 def _kept(exc: GFTIError, state: RunState, state_path: Path) -> GFTIError:
@@ -179,7 +194,7 @@ def run_train(args, on_generation=None) -> tuple[Path, dict]:
     backend, _ = _backend(args)
     state = _new_or_resumed(args, backend)
     state_path = Path(args.state or args.resume or default_state_path(out))
-    state, interrupted = _run(state, backend, state_path, on_generation)
+    state, interrupted = _run(state, backend, state_path, on_generation, out.with_name(out.stem + ".previews.png"))
     try:
         written = _write_outputs(state, backend, args, out, interrupted)
     except GFTIError as exc:  # read-only or full folder, or another run took the name: the run is not lost

@@ -118,6 +118,10 @@ class InversionConfig:
                               "(0 = off)", lo=0, hi=100000, group="progress")
     early_stop: int = _opt(0, "stop when the hold-out loss has not improved for this many evaluations in a row "
                            "(0 = run every generation; needs holdout_every)", lo=0, hi=100000, group="progress")
+    preview_every: int = _opt(0, "every N generations sample the current search mean with a fixed seed: "
+                              "\"a photo of <*>\" and preview_prompt (0 = off)", lo=0, hi=100000, group="progress")
+    preview_prompt: str = _opt("a photo of <*> on a green background", "second preview prompt: puts the token "
+                               "somewhere its images never showed it (<*> is the token)", group="progress")
     seed: int = _opt(0, "seed for every random draw of the run", lo=0, hi=2**31 - 1, group="train", advanced=False)
     batch_rows: int = _opt(0, "max rows per denoiser call (0 = let the backend decide)", lo=0, hi=65536,
                            group="device")
@@ -181,5 +185,8 @@ def validate(cfg: InversionConfig) -> None:
     if cfg.early_stop and not cfg.holdout_every:
         raise ConfigError(f"early_stop={cfg.early_stop} watches the hold-out loss, which holdout_every=0 turns off; "
                           "set holdout_every (e.g. 3) or early_stop=0")
+    if cfg.preview_prompt.count("<*>") != 1:
+        raise ConfigError(f"preview_prompt={cfg.preview_prompt!r} must contain the token slot <*> once, e.g. "
+                          "'a photo of <*> on a green background'")
     if not cfg.token.strip():
         raise ConfigError("token is empty; give the new word a name such as 'my-cat'")

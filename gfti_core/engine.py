@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from .init_vectors import initial_vectors, planned_init_rows, ranked_word_vector
 from .objective import Cancelled, Draw, Evaluator, TrainingSet, draw_samples, generation_generator
 from .optim import Optimizer, OptimizerSpec, replay, sanitize_fitness
 from .polish import polish
+from .previews import Sampler, is_due as preview_due, preview_grid
 from .start_progress import StartProgress, StartTracker
 from .subspace import Subspace, build_subspace
 from .templates import prompts_for_images
@@ -45,6 +46,7 @@ class GenerationReport:
     seconds: float          # wall time of this generation
     holdout: float | None = None  # the search mean's hold-out loss, on generations that score it
     holdout_curve: tuple[tuple[int, float], ...] = ()  # every (generation, hold-out loss) of the run so far
+    preview: Any = field(default=None, compare=False, repr=False)  # PIL grid of the search mean (previews.py)
 
 
 @dataclass(frozen=True)
@@ -205,10 +207,11 @@ def with_settings(state: RunState, **changes) -> RunState:
 
 def run_generations(state: RunState, backend: Backend, generations: int,
                     on_generation: Callable[[GenerationReport], None] | None = None,
-                    should_stop: Callable[[], bool] | None = None) -> RunState:
+                    should_stop: Callable[[], bool] | None = None, sampler: Sampler | None = None) -> RunState:
     """Advance the run by up to `generations`; returns the state after the last *complete* generation
     (a cancel inside a generation discards only that generation). With `early_stop` it returns as soon as the
-    hold-out loss has not improved for that many evaluations (`holdout.stalled`; every face reads the same)."""
+    hold-out loss has not improved for that many evaluations (`holdout.stalled`; every face reads the same).
+    With `preview_every` and a `sampler` the reports of those generations carry a preview grid."""
     should_stop = should_stop or (lambda: False)
     opt, target = state.optimizer(), state.generation + generations
     evaluator = Evaluator(backend, state.data, state.config.batch_rows, should_stop)
@@ -227,16 +230,29 @@ def run_generations(state: RunState, backend: Backend, generations: int,
         except Cancelled:
             return state  # `opt` may have asked without telling: it may not match the state, drop it
         if on_generation:
-            on_generation(_report(state, target, time.perf_counter() - started))
+            seconds = time.perf_counter() - started
+            preview = _preview(state, opt, sampler) if not should_stop() else None
+            on_generation(_report(state, target, seconds, preview))
     return dataclasses.replace(state, live=opt)
 
 
-def _report(state: RunState, target: int, seconds: float) -> GenerationReport:
+def _report(state: RunState, target: int, seconds: float, preview=None) -> GenerationReport:
     h = state.history
     curve = tuple((int(g), float(v)) for g, v in h["holdout"])
     holdout = curve[-1][1] if curve and curve[-1][0] == state.generation else None
     return GenerationReport(state.generation, target, h["best"][-1], h["mean"][-1], state.best_loss,
-                            h["step_size"][-1], state.forward_rows, seconds, holdout, curve)
+                            h["step_size"][-1], state.forward_rows, seconds, holdout, curve, preview)
+
+
+def _mean_vectors(state: RunState, opt: Optimizer) -> dict[str, torch.Tensor]:
+    """The optimiser's current mean as vectors {encoder: [N, D]}."""
+    return {k: v[0] for k, v in state.subspace.decode(torch.as_tensor(opt.mean[None])).items()}
+
+
+def _preview(state: RunState, opt: Optimizer, sampler: Sampler | None):
+    if sampler is None or not preview_due(state.config, state.generation):
+        return None
+    return preview_grid(sampler, state.config, _mean_vectors(state, opt), state.generation)
 
 
 def _scored_on_holdout(state: RunState, opt: Optimizer, evaluator: Evaluator, draw: Draw | None) -> RunState:
@@ -245,7 +261,7 @@ def _scored_on_holdout(state: RunState, opt: Optimizer, evaluator: Evaluator, dr
     points = state.history.get("holdout", [])
     if draw is None or not is_due(state.config, state.generation, points):
         return state
-    mean = {k: v[0] for k, v in state.subspace.decode(torch.as_tensor(opt.mean[None])).items()}
+    mean = _mean_vectors(state, opt)
     history = {**state.history, "holdout": [*points, [state.generation, score(evaluator, mean, draw)]]}
     if state.generation:
         history["forward_rows"] = [*history["forward_rows"][:-1], float(evaluator.forward_rows)]

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gfti_core.backend import PLACEHOLDER, Backend
-from gfti_core.chart import image_grid, render_loss_chart
+from gfti_core.chart import render_loss_chart
 from gfti_core.config import InversionConfig
 from gfti_core.errors import GFTIError
 from gfti_core.engine import GenerationReport, RunState, describe_choice, run_generations, start_run
 from gfti_core.finish import Target, finish_run, may_replace
 from gfti_core.formats import FORMAT_SUFFIXES, FORMATS, Embedding
-from gfti_core.holdout import describe_early_stop, stalled
+from gfti_core.holdout import describe_early_stop
+from gfti_core.previews import Sampler, is_due as preview_due, preview_grid, timeline
 from gfti_core.images import load_image_folder
 from gfti_core.init_vectors import describe_start
 from gfti_core.objective import Cancelled
@@ -37,9 +38,7 @@ class JobOptions:
 
     image_folder: str = ""
     resolution: int = 512
-    preview_every: int = 0            # generations between preview grids (0 = only at the end, if prompt set)
-    preview_prompt: str = "a photo of <*>"
-    preview_images: int = 2
+    preview_images: int = 2           # images per preview prompt (preview_every/preview_prompt: the config's)
     file_format: str = "safetensors"
     overwrite: bool = False
 
@@ -92,21 +91,37 @@ def output_path(host: Host, cfg: InversionConfig, opts: JobOptions) -> Path:
 
 
 class _Progress:
-    """Reports each generation to `shared.state` and keeps the loss history for the live chart."""
+    """Reports each generation to `shared.state`; the live preview shows the loss chart above the latest
+    preview grid (the engine makes one every `preview_every` generations)."""
 
     def __init__(self, state, total: int):
-        self.state, self.history = state, {"best": [], "mean": []}
+        self.state, self.total, self.history, self.previews = state, total, {"best": [], "mean": []}, []
         state.job_count, state.job_no = total, 0
 
     def __call__(self, r: GenerationReport) -> None:
         self.history["best"].append(r.best)
         self.history["mean"].append(r.mean)
         self.history["holdout"] = [list(point) for point in r.holdout_curve]
-        self.state.job_no = r.generation
+        if r.preview is not None:
+            self.previews.append(r.preview)
+        self.state.job_count, self.state.job_no = self.total, r.generation  # a preview's txt2img resets them
         holdout = f", hold-out {r.holdout_curve[-1][1]:.5f}" if r.holdout_curve else ""
         self.state.textinfo = f"GFTI generation {r.generation}/{r.target}: mean {r.mean:.5f}{holdout}"
         if hasattr(self.state, "assign_current_image"):
-            self.state.assign_current_image(render_loss_chart(self.history))
+            self.state.assign_current_image(timeline([render_loss_chart(self.history), *self.previews[-1:]]))
+
+
+def host_sampler(host: Host, opts: JobOptions, token: str) -> Sampler | None:
+    """Previews through the webui's own txt2img, the learned vectors as a temporary embedding."""
+    if host.preview is None:
+        return None
+    name = f"gfti-preview-{token}"
+
+    def sample(prompt: str, vectors, seed: int) -> list:
+        images = host.preview(prompt.replace(PLACEHOLDER, name), Embedding(dict(vectors), name),
+                              opts.preview_images, seed, opts.resolution)
+        return list(images or [])
+    return sample
 
 
 def _interrupted(host: Host) -> bool:
@@ -122,27 +137,12 @@ def _start_progress(state) -> Callable[[StartProgress], None]:
 
 
 def train(state: RunState, backend: Backend, host: Host, opts: JobOptions, cfg: InversionConfig) -> tuple[RunState, list]:
-    """Run the remaining generations in blocks of `preview_every`, with a preview grid after each block."""
-    progress, previews = _Progress(host.state, cfg.generations), []
-    block = opts.preview_every or cfg.generations or 1
+    """Run the remaining generations; previews come from the engine every `preview_every` generations."""
+    progress = _Progress(host.state, cfg.generations)
     stop = lambda: _interrupted(host)  # noqa: E731
-    while state.generation < cfg.generations and not stop() and not stalled(cfg, state.history):
-        state = run_generations(state, backend, min(block, cfg.generations - state.generation), progress, stop)
-        if opts.preview_every and not stop():
-            previews.append(preview_grid(state, host, opts, state.best_vectors, f"generation {state.generation}"))
-            host.state.job_count, host.state.job_no = cfg.generations, state.generation  # preview resets them
-    return state, [p for p in previews if p is not None]
-
-
-def preview_grid(state: RunState, host: Host, opts: JobOptions, vectors, label: str):
-    if host.preview is None or not opts.preview_prompt.strip():
-        return None
-    name = f"gfti-preview-{state.config.token}"
-    prompt = opts.preview_prompt.replace(PLACEHOLDER, name) if PLACEHOLDER in opts.preview_prompt \
-        else f"{opts.preview_prompt} {name}"
-    images = host.preview(prompt, Embedding(dict(vectors), name), opts.preview_images, state.config.seed,
-                          opts.resolution)
-    return image_grid([list(images)], [label]) if images else None
+    state = run_generations(state, backend, max(0, cfg.generations - state.generation), progress, stop,
+                            host_sampler(host, opts, cfg.token))
+    return state, progress.previews
 
 
 def run_job(values: dict[str, Any], host: Host) -> JobResult:
@@ -164,8 +164,9 @@ def run_job(values: dict[str, Any], host: Host) -> JobResult:
     done = finish_run(state, backend, Target(path, opts.file_format, opts.overwrite, "webui"), interrupted=interrupted)
     path = done.path
     host.publish(path, done.embedding)
-    if not interrupted and not opts.preview_every:
-        previews.append(preview_grid(state, host, opts, done.embedding.vectors, "final"))
+    sampler = host_sampler(host, opts, cfg.token)
+    if sampler and not interrupted and not preview_due(cfg, state.generation):  # the file's own vectors, last
+        previews.append(preview_grid(sampler, cfg, done.embedding.vectors, state.generation))
     report = done.choice
     return JobResult(_message(path, state, report, images.warnings, interrupted),
                      render_loss_chart(state.history), [p for p in previews if p is not None], path)

@@ -20,12 +20,12 @@ from .job import JobOptions, run_job
 log = logging.getLogger(__name__)
 
 CLI_ONLY = ("checkpoint_every",)  # the tab saves no run state
+# The tab's own defaults where they differ from the CLI's: a person watching the tab wants sample images.
+TAB_DEFAULTS = {"preview_every": 10}
 JOB_HELP = {
     "image_folder": "folder of training images (optional <name>.txt captions beside them)",
     "resolution": "training resolution (square crop); use the model's native size",
-    "preview_every": "show a preview grid every N generations (0 = one grid at the end)",
-    "preview_prompt": "prompt for previews; <*> is the learned token",
-    "preview_images": "images per preview grid",
+    "preview_images": "images per preview prompt",
     "file_format": "embedding file format written into the webui's embeddings folder",
     "overwrite": "replace an existing embedding file with the same token",
 }
@@ -57,7 +57,6 @@ def job_widgets(gr) -> dict[str, Any]:
     meta["file_format"]["choices"] = FORMATS
     meta["resolution"].update(lo=64, hi=2048)
     meta["preview_images"].update(lo=1, hi=8)
-    meta["preview_every"].update(lo=0, hi=1000)
     return {name: widget(gr, name, fields[name], meta[name]) for name in fields}
 
 
@@ -65,7 +64,8 @@ def config_widgets(gr) -> dict[str, Any]:
     """The fields every run sets first (metadata `advanced=False`); the rest in one collapsed "Advanced"
     accordion, grouped by their metadata group."""
     specs = [f for f in field_specs() if f.name not in CLI_ONLY]
-    out = {f.name: widget(gr, f.name, f.default, dict(f.metadata)) for f in specs if not f.metadata.get("advanced")}
+    default = lambda f: TAB_DEFAULTS.get(f.name, f.default)  # noqa: E731
+    out = {f.name: widget(gr, f.name, default(f), dict(f.metadata)) for f in specs if not f.metadata.get("advanced")}
     groups: dict[str, list] = {}
     for f in specs:
         if f.name not in out:
@@ -73,7 +73,7 @@ def config_widgets(gr) -> dict[str, Any]:
     with gr.Accordion("Advanced", open=False, elem_id="gfti_advanced"):
         for group, fs in groups.items():
             gr.HTML(f"<b>{html.escape(group.capitalize())}</b>")
-            out.update({f.name: widget(gr, f.name, f.default, dict(f.metadata)) for f in fs})
+            out.update({f.name: widget(gr, f.name, default(f), dict(f.metadata)) for f in fs})
     return out
 
 

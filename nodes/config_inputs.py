@@ -8,8 +8,9 @@ from ..gfti_core.config import field_specs
 
 # Settings a chained ES step may change; the Initialize node takes everything else.
 STEP_FIELDS = ("popsize", "sigma", "samples_per_candidate", "timestep_min", "timestep_max")
-# Not shown: `generations` is the ES step's own count, `checkpoint_every` is a CLI setting.
-HIDDEN_FIELDS = ("generations", "checkpoint_every")
+# Not shown: `generations` is the ES step's own count, `checkpoint_every` is a CLI setting, previews need a
+# sampler the ComfyUI backend does not have (the graph's own KSampler shows the token after a step).
+HIDDEN_FIELDS = ("generations", "checkpoint_every", "preview_every", "preview_prompt")
 INIT_FIELDS = tuple(f.name for f in field_specs() if f.name not in STEP_FIELDS + HIDDEN_FIELDS)
 # The Initialize node shows the fields every run sets; the GFTI Settings node carries the rest.
 ESSENTIAL_INIT_FIELDS = tuple(f.name for f in field_specs() if f.name in INIT_FIELDS

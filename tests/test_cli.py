@@ -46,9 +46,12 @@ def test_train_resume_sample_info(model_dir, images, tmp_path, caplog, capsys):
     assert emb.vectors["clip_l"].shape == (1, 32) and emb.metadata["gfti.steps"] == "2"
     # resume the same run to 4 generations, writing a new file
     out2 = tmp_path / "thing4.safetensors"
-    assert _train(model_dir, images, out2, "--generations", "4", "--resume", str(state_path), "--preview", "2") == 0
+    assert _train(model_dir, images, out2, "--generations", "4", "--resume", str(state_path), "--preview", "2",
+                  "--preview-every", "2") == 0
     assert load_state(state_path).generation == 4 and read_embedding(out2).metadata["gfti.steps"] == "4"
     assert (tmp_path / "thing4.preview.png").exists()
+    assert Image.open(tmp_path / "thing4.previews.png").height > 2 * 20  # written during training (generation 4)
+    assert not (tmp_path / "thing.previews.png").exists()  # off by default
     grid = tmp_path / "grid.png"
     assert main(["sample", "--model", str(model_dir), "--embedding", str(out2), "--prompt",
                  "a photo of <sks-thing>", "--out", str(grid), "--num-images", "2", "--steps", "2"]) == 0

@@ -50,8 +50,9 @@ def test_tab_widgets_come_from_the_config(fake_webui):
     assert components["num_vectors"].kwargs["maximum"] == 16
     for f in field_specs():
         if f.name in components:
-            assert components[f.name].kwargs["value"] == f.default
+            assert components[f.name].kwargs["value"] == ui.TAB_DEFAULTS.get(f.name, f.default)
             assert components[f.name].kwargs["info"] == f.metadata["help"]
+    assert components["preview_every"].kwargs["value"] == 10  # previews on in the tab, off in the CLI
     assert fake_webui.calls["wrapped"] == [ui.EXTRA_OUTPUTS] * 2  # one per build; Start runs under the queue lock
 
 
@@ -106,8 +107,9 @@ def test_start_click_trains_and_saves(fake_webui, tiny_sd1, tmp_path):
     path = Path(fake_webui.shared.cmd_opts.embeddings_dir) / "my-thing.safetensors"
     emb = read_embedding(path)
     assert emb.vectors["clip_l"].shape == (1, 32) and emb.metadata["gfti.steps"] == "2"
-    assert [p[0] for p in published] == [path, "preview"] and len(previews) == 1
+    assert [p[0] for p in published] == [path, "preview", "preview"] and len(previews) == 1  # the final grid
     assert published[1][1] == "a photo of gfti-preview-my-thing"  # the placeholder names the temporary embedding
+    assert published[2][1] == "a photo of gfti-preview-my-thing on a green background"  # preview_prompt
     state = fake_webui.state
     assert (state.job_count, state.job_no) == (2, 2) and len(state.images) == 2 and "generation 2/2" in state.textinfo
 
