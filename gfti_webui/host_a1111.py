@@ -1,6 +1,6 @@
 """AUTOMATIC1111 specifics, imported lazily: nothing here runs at import time (tests import it without a webui).
 
-Code reading of A1111 `45b8a499` (≈1.8–1.10), hosts.md §3: `shared.sd_model` is an ldm `LatentDiffusion`
+From A1111 `45b8a499`'s source (≈1.8–1.10): `shared.sd_model` is an ldm `LatentDiffusion`
 (SD1/SD2) or an sgm `DiffusionEngine` extended by `sd_models_xl` (SDXL: `alphas_cumprod`, `parameterization`,
 `get_learned_conditioning(SdConditioning)` → {crossattn, vector}). Embeddings live in
 `sd_hijack.model_hijack.embedding_db`.

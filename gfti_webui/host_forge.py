@@ -1,4 +1,4 @@
-"""Forge specifics (code reading of Forge `dfdcbab6`, hosts.md §3.6), imported lazily.
+"""Forge specifics (from Forge `dfdcbab6`'s source), imported lazily.
 
 Forge has no ldm model: text goes through `sd_model.text_processing_engine[_l|_g]` (transformers CLIP with
 Forge's `CLIPEmbeddingForTextualInversion` around the token embedding, which our hook wraps), the UNet is a
@@ -41,7 +41,7 @@ def engine_encoders(model) -> list[TextEncoder]:
 
 
 def forge_loss(model):
-    """Sigma-space loss of hosts.md §3.6: x_in = x0 + σε, den = apply_model (x0); ε- or v-MSE by the
+    """Forge's sigma-space loss: x_in = x0 + σε, den = apply_model (x0); ε- or v-MSE by the
     predictor's type (`sigma_space_mse`)."""
     from backend import memory_management
 

@@ -373,7 +373,7 @@ def test_hostile_bytes_only_raise_embedding_file_error(case):
 # --------------------------------------------------------------------------- diffusers loads our files
 
 def _tiny_clip(tmp_path: Path):
-    """Offline byte-level CLIP tokenizer + 2-layer, 32-wide CLIPTextModel (docs/hosts.md §4)."""
+    """Offline byte-level CLIP tokenizer + 2-layer, 32-wide CLIPTextModel."""
     transformers = pytest.importorskip("transformers")
     byte_symbols = _bytes_to_unicode()
     vocab: dict[str, int] = {}

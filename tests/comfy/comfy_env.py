@@ -69,7 +69,7 @@ def start_comfy(path: Path, extra_args: tuple[str, ...] = ()):
     import comfy.options
 
     comfy.options.enable_args_parsing()
-    if (path / "utils" / "extra_config.py").is_file():  # 2025+: must precede `nodes` (see hosts.md §1.10)
+    if (path / "utils" / "extra_config.py").is_file():  # 2025+: must precede `nodes`
         import utils.extra_config  # noqa: F401
     import nodes
 

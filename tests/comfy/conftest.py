@@ -39,7 +39,7 @@ def comfy2024() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_ckpt(comfy2024) -> Path:
-    """The tiny SD1.5 checkpoint (hosts.md §1.12), built once and cached across sessions in $GFTI_TEST_CACHE
+    """The tiny SD1.5 checkpoint, built once and cached across sessions in $GFTI_TEST_CACHE
     (default: the system temp folder), keyed by the recipe version; ~290 MB, ~20 s to build."""
     cache = Path(os.environ.get("GFTI_TEST_CACHE") or Path(tempfile.gettempdir()) / "gfti-test-cache")
     digest = hashlib.sha256((HERE / "tiny_checkpoint.py").read_bytes()).hexdigest()[:10]

@@ -1,4 +1,4 @@
-"""Build the smallest SD1.5 checkpoint ComfyUI's `CheckpointLoaderSimple` accepts (hosts.md §1.12).
+"""Build the smallest SD1.5 checkpoint ComfyUI's `CheckpointLoaderSimple` accepts.
 
 UNet: model_channels 320 (pinned by the SD15 detector), one level, one res block, one transformer block, no
 middle block (18.7M params). Text encoder: full CLIP-L shape (ComfyUI 2024-03 cannot load a smaller one),

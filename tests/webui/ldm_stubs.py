@@ -1,4 +1,4 @@
-"""Make the real `ldm` package (stable-diffusion-sdkit 2.1.5) importable on a current stack (hosts.md §3.8).
+"""Make the real `ldm` package (stable-diffusion-sdkit 2.1.5) importable on a current stack.
 
 Its pins are old: `pytorch_lightning.utilities.distributed.rank_zero_only` no longer exists, `omegaconf` and
 `open_clip` are not installed here. Only what ldm touches at import time is stubbed; everything the loss path
