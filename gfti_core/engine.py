@@ -226,13 +226,19 @@ def run_generations(state: RunState, backend: Backend, generations: int,
         started = time.perf_counter()
         try:
             state = _one_generation(state, opt, evaluator)
-            state = _scored_on_holdout(state, opt, evaluator, draw)
         except Cancelled:
             return state  # `opt` may have asked without telling: it may not match the state, drop it
+        try:
+            state = _scored_on_holdout(state, opt, evaluator, draw)
+            cancelled = False
+        except Cancelled:  # the generation is complete and kept (the next call scores its point): report it
+            cancelled = True
         if on_generation:
             seconds = time.perf_counter() - started
             preview = _preview(state, opt, sampler) if not should_stop() else None
             on_generation(_report(state, target, seconds, preview))
+        if cancelled:
+            return state
     return dataclasses.replace(state, live=opt)
 
 

@@ -69,8 +69,11 @@ def test_a_cancel_during_the_evaluation_keeps_the_generation_and_the_next_call_s
         calls["n"] += 1
         return calls["n"] > 5
 
-    stopped = run_generations(state, backend, 5, should_stop=stop)
+    reports = []
+    stopped = run_generations(state, backend, 5, reports.append, should_stop=stop)
     assert stopped.generation == 3 and holdout_curve(stopped.history)[0] == [0]
+    # the kept generation is reported (a live chart must show where the run really stopped), without a point
+    assert [r.generation for r in reports] == [3] and reports[0].holdout is None
     again = run_generations(stopped, backend, 0)
     assert holdout_curve(again.history)[0] == [0, 3]
     straight = run_generations(state, backend, 1)

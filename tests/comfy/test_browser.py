@@ -136,6 +136,21 @@ def _pixels(browser: Browser, rect: dict):
     return Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
 
 
+def _settled_generation(browser: Browser, node_id: str, quiet: float = 2.0, timeout: float = 30) -> int:
+    """The generation the chart shows once its websocket messages have all arrived: /history reports the
+    interrupted prompt as soon as the server thread ends it, while the last generation's chart message (a PNG
+    of some 30 kB) may still be on its way to the page."""
+    deadline, last, since = time.monotonic() + timeout, None, time.monotonic()
+    while time.monotonic() < deadline:
+        now = browser.evaluate(CHART % json.dumps(node_id))["generation"]
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+        time.sleep(0.2)
+    return last
+
+
 def _wait_history(url: str, known: set, timeout: float) -> dict:
     """The first prompt not in `known` to finish (the server is shared by several tests)."""
     deadline = time.monotonic() + timeout
@@ -219,7 +234,7 @@ def test_live_chart_interrupt_and_saved_name_in_the_real_frontend(server, render
         known = set(_get(url + "/history"))
         assert first["status"]["status_str"] == "error", first["status"]  # interrupted
         assert any(m[0] == "execution_interrupted" for m in first["status"]["messages"])
-        stopped = browser.evaluate(CHART % json.dumps(ids[str(STEP)]))["generation"]
+        stopped = _settled_generation(browser, ids[str(STEP)])
         # ended early (a run continues from earlier ones on the same server: count from the first one seen)
         assert seen[-1]["generation"] <= stopped < seen[0]["generation"] + 59, (seen, stopped)
 

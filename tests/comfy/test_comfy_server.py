@@ -156,7 +156,8 @@ def test_queue_train_save_over_http(server):
     history = _get(url + f"/history/{prompt_id}")[prompt_id]
     assert history["status"]["status_str"] == "success"
     assert history["outputs"]["5"]["text"][0].startswith(f"embedding:{TOKEN}")
-    assert (home / "models" / "embeddings" / f"{TOKEN}.pt").is_file()
+    saved = sorted(p.name for p in (home / "models" / "embeddings").glob(f"{TOKEN}.*"))
+    assert saved == [f"{TOKEN}.safetensors"], saved  # the auto format writes safetensors, never a pickle
 
 
 def test_interrupt_keeps_the_run_and_requeue_continues(server):
