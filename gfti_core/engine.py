@@ -267,8 +267,12 @@ def _scored_on_holdout(state: RunState, opt: Optimizer, evaluator: Evaluator, dr
     points = state.history.get("holdout", [])
     if draw is None or not is_due(state.config, state.generation, points):
         return state
-    mean = _mean_vectors(state, opt)
-    history = {**state.history, "holdout": [*points, [state.generation, score(evaluator, mean, draw)]]}
+    loss = score(evaluator, _mean_vectors(state, opt), draw)
+    if np.isfinite(loss):
+        history = {**state.history, "holdout": [*points, [state.generation, loss]]}
+    else:  # some row the model could not score: a point neither the chart nor early stop could compare
+        log.warning("hold-out loss at generation %d is %s; the point is left out", state.generation, loss)
+        history = dict(state.history)
     if state.generation:
         history["forward_rows"] = [*history["forward_rows"][:-1], float(evaluator.forward_rows)]
     return dataclasses.replace(state, history=history)

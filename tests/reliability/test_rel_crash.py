@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from rel_helpers import FAST, TOKEN, one_clear_line
-from gfti_core import cli_commands, safe_io
+from gfti_core import cli_commands, finish, safe_io
 from gfti_core.backends.diffusers_backend import DiffusersBackend
 from gfti_core.cli import main
 from gfti_core.formats import read_embedding
@@ -102,13 +102,13 @@ def test_ctrl_c_mid_run_stops_after_the_generation_and_writes_everything(train, 
 def test_two_runs_writing_one_name_at_once_exactly_one_wins(model_dir, images, tmp_path, monkeypatch, caplog):
     """Both runs pass the early "exists?" check, train, then meet at the write: the atomic link decides."""
     monkeypatch.setattr(cli_commands, "stop_on_ctrl_c", lambda: contextlib.nullcontext([False]))  # main thread only
-    barrier, real_write = threading.Barrier(2), cli_commands.write_embedding
+    barrier, real_write = threading.Barrier(2), finish.write_embedding  # every face writes through finish.py
 
     def write_at_the_same_moment(*args, **kwargs):
         barrier.wait(timeout=120)
         return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(cli_commands, "write_embedding", write_at_the_same_moment)
+    monkeypatch.setattr(finish, "write_embedding", write_at_the_same_moment)
     out, codes = tmp_path / "same.safetensors", {}
 
     def run(seed: int) -> None:

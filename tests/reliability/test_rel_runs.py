@@ -68,13 +68,13 @@ def test_cli_all_nan_exits_2_and_keeps_the_last_checkpoint(train, tmp_path, monk
     original, calls = DiffusersBackend.denoise_loss, {"n": 0}
 
     def nan_after_first(self, latents, t, noise, cond, weights=None):
-        calls["n"] += 1  # --batch-rows 8 = one call per generation; word init makes no calls
+        calls["n"] += 1  # --batch-rows 8 = one call per generation; word init and no hold-out curve make no others
         loss = original(self, latents, t, noise, cond, weights)
         return loss if calls["n"] == 1 else torch.full_like(loss, float("nan"))
 
     monkeypatch.setattr(DiffusersBackend, "denoise_loss", nan_after_first)
     out, state_path = tmp_path / "x.safetensors", tmp_path / "x.state.safetensors"
-    message = one_clear_line(train(out, "--generations", "4", "--checkpoint-every", "1"), "NaN/Inf",
+    message = one_clear_line(train(out, "--generations", "4", "--checkpoint-every", "1", "--holdout-every", "0"), "NaN/Inf",
                              f"generation 1 in {state_path}", "--resume")
     assert "float32" in message and not out.exists()
     assert load_state(state_path).generation == 1
@@ -169,7 +169,8 @@ def test_cancel_mid_generation_saves_a_state_that_resumes_like_an_uninterrupted_
     assert stopped.generation == 2
     resumed = run_generations(load_state(save_state(stopped, tmp_path / "s.safetensors")), backend, 4)
     for key, values in straight.history.items():
-        assert np.allclose(resumed.history[key], values, rtol=0, atol=1e-9), key
+        if key != "seconds":  # wall-clock time, never the same twice
+            assert np.allclose(resumed.history[key], values, rtol=0, atol=1e-9), key
 
 
 def test_zero_generations_writes_the_init_embedding_and_a_resumable_state(train, tmp_path):
