@@ -25,7 +25,8 @@ def test_resume_equals_uninterrupted_on_a_tiny_sd1(tiny_sd1, tmp_path, optimizer
     # The optimiser replays bit-exactly (its own tests); CPU conv kernels may round differently between
     # calls at the 1e-7 level, so losses are compared at 1e-6 as the issue specifies.
     for key, values in straight.history.items():
-        assert np.allclose(resumed.history[key], values, rtol=0, atol=1e-6), key
+        if key != "seconds":  # wall-clock time, never the same twice
+            assert np.allclose(resumed.history[key], values, rtol=0, atol=1e-6), key
     a, _ = final_vectors(straight, backend)
     b, _ = final_vectors(resumed, backend)
     # A coefficient step moves the vector by subspace_scale token spreads, and zo-adam turns loss differences
